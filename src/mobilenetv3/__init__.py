@@ -1,0 +1,1 @@
+"""MobileNetV3 in PyTorch with TF-slim numerics."""

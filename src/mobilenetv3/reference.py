@@ -1,0 +1,20 @@
+"""Where the reference data (`../shared`: slim outputs, official weights, photos) lives.
+
+Tests and benchmarks find it through `shared_dir()` only, so one environment variable,
+`MOBILENETV3_SHARED`, points all of them elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "MOBILENETV3_SHARED"
+
+
+def shared_dir() -> Path | None:
+    """The reference folder, or None where this checkout has none beside it."""
+    override = os.environ.get(ENV_VAR)
+    candidates = [Path(override)] if override else []
+    candidates += [Path(__file__).resolve().parents[2].parent / "shared", Path.cwd().parent / "shared"]
+    return next((p for p in candidates if (p / "README.md").is_file()), None)
