@@ -1,1 +1,7 @@
-"""MobileNetV3 in PyTorch with TF-slim numerics."""
+"""MobileNetV3 (and V2, EdgeTPU) in PyTorch with TF-slim numerics."""
+
+from .complexity import count_macs, count_params
+from .factory import create_model, list_models
+
+__all__ = ["count_macs", "count_params", "create_model", "list_models"]
+__version__ = "0.1.0"

@@ -16,5 +16,6 @@ def shared_dir() -> Path | None:
     """The reference folder, or None where this checkout has none beside it."""
     override = os.environ.get(ENV_VAR)
     candidates = [Path(override)] if override else []
-    candidates += [Path(__file__).resolve().parents[2].parent / "shared", Path.cwd().parent / "shared"]
+    repo_root = Path(__file__).resolve().parents[2]
+    candidates += [repo_root.parent / "shared", Path.cwd().parent / "shared"]
     return next((p for p in candidates if (p / "README.md").is_file()), None)

@@ -1,0 +1,56 @@
+"""`create_model` and `list_models`: the public entry points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from . import specs
+from .model import FeatureExtractor, MobileNet
+
+
+def list_models() -> list[str]:
+    return list(specs.NAMED_VARIANTS)
+
+
+def create_model(
+    name: str | None = None,
+    *,
+    num_classes: int = 1001,
+    depth_multiplier: float | None = None,
+    weights: Any = None,
+    features_only: bool = False,
+    endpoints: list[str] | None = None,
+    **overrides: Any,
+) -> nn.Module:
+    """Build a variant by name (`v3_large_1.0`, `v3_small_0.75_finegrain`, `v2_1.4`, or a family
+    with `depth_multiplier=`), optionally loading `weights` (a TF checkpoint, release `.tgz`,
+    `.tflite` or `.safetensors`; with `name=None` the variant is read from the weights).
+
+    `overrides`: `dropout`, `finegrain_classification_mode`, `min_depth`, `divisible_by`.
+    `features_only=True` returns a backbone whose forward gives the slim endpoints by name.
+    """
+    if weights is not None:
+        from .loading import load_pretrained
+
+        model = load_pretrained(weights, name, num_classes=num_classes,
+                                depth_multiplier=depth_multiplier, **overrides)  # fmt: skip
+    else:
+        if name is None:
+            raise ValueError("create_model needs a model name or weights to infer it from; "
+                             f"known names: {', '.join(list_models())}")  # fmt: skip
+        model = build(name, num_classes=num_classes, depth_multiplier=depth_multiplier,
+                      **overrides)  # fmt: skip
+    return FeatureExtractor(model, endpoints) if features_only or endpoints else model
+
+
+def build(name: str, *, num_classes: int = 1001, depth_multiplier: float | None = None,
+          dropout: float | None = None, **variant_fields: Any) -> MobileNet:  # fmt: skip
+    variant = specs.parse_variant(name, depth_multiplier)
+    unknown = set(variant_fields) - {"finegrain_classification_mode", "min_depth", "divisible_by"}
+    if unknown:
+        raise TypeError(f"unknown create_model option(s): {', '.join(sorted(unknown))}")
+    if variant_fields:
+        variant = specs.replace(variant, **variant_fields)
+    return MobileNet(variant, num_classes=num_classes, dropout=dropout)
