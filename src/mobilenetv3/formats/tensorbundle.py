@@ -478,7 +478,7 @@ class CheckpointReader:
                 self._entries[key.decode("utf-8", "replace")] = parse_entry(value)
         if header is None:
             raise CheckpointError(
-                f"{source} is a LevelDB table but has no BundleHeaderProto under key \"\": "
+                f'{source} is a LevelDB table but has no BundleHeaderProto under key "": '
                 "it is not a TensorBundle checkpoint index"
             )
         if header.num_shards < 1:
