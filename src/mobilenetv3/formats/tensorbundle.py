@@ -433,7 +433,7 @@ class CheckpointReader:
             self._shards[shard], mm = _map_file(file)
             self._shard_names[shard] = str(file)
             if mm is not None:
-                self._mmaps.append(mm)
+                self._mmaps[shard] = mm
         self._check_extents()
 
     @classmethod
@@ -466,7 +466,7 @@ class CheckpointReader:
         self._source = source
         self._shards: dict[int, np.ndarray] = {}
         self._shard_names: dict[int, str] = {}
-        self._mmaps: list[mmap.mmap] = []
+        self._mmaps: dict[int, mmap.mmap] = {}
         self._entries: dict[str, BundleEntry] = {}
         header: BundleHeader | None = None
         for key, value in iter_table(index, source):
@@ -594,8 +594,25 @@ class CheckpointReader:
             )
         out = raw.view(dtype).reshape(entry.shape)
         if entry.dtype_enum == _BFLOAT16:
-            return (out.astype(np.uint32) << 16).view(np.float32)
-        return out.astype(dtype.newbyteorder("="), copy=True)
+            result = (out.astype(np.uint32) << 16).view(np.float32)
+        else:
+            result = out.astype(dtype.newbyteorder("="), copy=True)
+        self._release_pages(entry)
+        return result
+
+    def _release_pages(self, entry: BundleEntry) -> None:
+        """Drop the mapped pages just copied, so the file is not held in RSS beside the copy.
+
+        Without this, touched pages of the mapping count as resident until close and peak
+        memory is ~2x the data file; MADV_DONTNEED only unmaps them (the page cache keeps them).
+        """
+        mm = self._mmaps.get(entry.shard_id)
+        if mm is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = entry.offset - entry.offset % mmap.PAGESIZE
+        end = -(-(entry.offset + entry.size) // mmap.PAGESIZE) * mmap.PAGESIZE
+        with contextlib.suppress(OSError, ValueError):
+            mm.madvise(mmap.MADV_DONTNEED, start, min(end, len(mm)) - start)
 
     def read_all(self, *, skip_unsupported: bool = False) -> dict[str, np.ndarray]:
         """Every tensor by name; `skip_unsupported` drops string/resource/sliced tensors."""
@@ -611,8 +628,8 @@ class CheckpointReader:
     def close(self) -> None:
         """Unmap the data files; arrays already returned stay valid (they are copies)."""
         self._shards.clear()
-        mmaps, self._mmaps = self._mmaps, []
-        for mm in mmaps:
+        mmaps, self._mmaps = self._mmaps, {}
+        for mm in mmaps.values():
             # A view may still be alive (e.g. in a traceback); GC unmaps it later then.
             with contextlib.suppress(BufferError):
                 mm.close()
