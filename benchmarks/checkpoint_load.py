@@ -15,6 +15,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mobilenetv3.formats.archive import open_checkpoint_in_tar
@@ -60,7 +61,8 @@ def _peak(mode: str, path: Path) -> dict[str, int]:
     return json.loads(out.stdout)
 
 
-def _time(load, repeats: int) -> list[float]:  # noqa: ANN001 - any zero-argument callable
+def _time(load: Callable[[], object], repeats: int) -> list[float]:
+    """Wall time of each of `repeats` loads."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -191,8 +191,10 @@ def test_global_step_and_read_all(shared: Path, variant: str) -> None:
     )
     weights = tensors["MobilenetV3/Conv/weights"]
     assert np.isfinite(weights).all() and weights.std() > 0
-    # Copies stay valid after close.
+    # Copies stay valid after close; the closed reader refuses to read.
     assert float(np.abs(weights).sum()) > 0
+    with pytest.raises(CheckpointError, match="closed"):
+        reader.read("global_step")
 
 
 def test_small_holds_ema_shadows(shared: Path) -> None:
