@@ -9,7 +9,7 @@ from mobilenetv3.reference import ENV_VAR, shared_dir
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """The `../shared` reference folder; tests needing it skip (with the reason) only where absent."""
+    """The `../shared` reference folder; tests needing it skip, saying why, only where absent."""
     path = shared_dir()
     if path is None:
         pytest.skip(f"reference data not found: put ../shared beside the checkout or set {ENV_VAR}")

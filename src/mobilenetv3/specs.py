@@ -238,7 +238,7 @@ def parse_variant(name: str, depth_multiplier: float | None = None) -> Variant:
     named = float(match["dm"]) if match["dm"] else None
     if named is not None and depth_multiplier is not None and named != depth_multiplier:
         raise ValueError(f"{name!r} names depth multiplier {named}, not {depth_multiplier}")
-    multiplier = named or depth_multiplier or 1.0
+    multiplier = next((m for m in (named, depth_multiplier) if m is not None), 1.0)
     if multiplier <= 0:
         raise ValueError(f"depth_multiplier must be > 0, got {multiplier}")
     return Variant(family, multiplier, bool(match["fine"]))

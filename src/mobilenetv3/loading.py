@@ -1,0 +1,332 @@
+"""Loading weights of any format into the model through the slim name map.
+
+Every source is first turned into a *slim state*: {slim variable name: array in slim's layout}
+(TF checkpoints are one already; a .tflite is converted in `tflite_slim_state`). One function
+then checks and copies it into a model, and one infers the variant from its shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from dataclasses import asdict
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import specs
+from .layers import BATCH_NORM_EPS
+from .model import MobileNet
+from .naming import slim_names, slim_shape
+
+EMA_SUFFIX = "/ExponentialMovingAverage"
+LOGITS = "Logits/Conv2d_1c_1x1"
+SAFETENSORS_FORMAT = "mobilenetv3"
+
+
+class WeightsError(ValueError):
+    """The weights cannot be used as asked: says what is wrong and what to do."""
+
+
+def slim_state_shapes(state: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items() if not k.endswith(EMA_SUFFIX)}
+
+
+# -- variant inference --------------------------------------------------------------------------
+
+
+@cache
+def _model_shapes(variant: specs.Variant) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = MobileNet(variant)
+    state = model.state_dict()
+    names = slim_names(model)
+    return {slim: slim_shape(tuple(state[key].shape), slim) for slim, key in names.items()}
+
+
+def _architecture_shapes(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """The kernels but the logits: they fix the architecture, and every format has them (a
+    .tflite has no BatchNorm variables, its biases are folded)."""
+    return {k: v for k, v in shapes.items() if k.endswith("weights") and LOGITS not in k}
+
+
+def infer_variant(shapes: dict[str, tuple[int, ...]]) -> specs.Variant:
+    """The variant whose every (non-logits) variable has the given slim name and shape."""
+    wanted = _architecture_shapes(shapes)
+    best: tuple[int, specs.Variant | None] = (-1, None)
+    for variant in _candidates(wanted):
+        have = _architecture_shapes(_model_shapes(variant))
+        if have == wanted:
+            return variant
+        score = sum(have.get(k) == v for k, v in wanted.items()) - len(set(have) ^ set(wanted))
+        best = max(best, (score, variant), key=lambda pair: pair[0])
+    hint = f"; the closest is {best[1].name}" if best[1] is not None else ""
+    raise WeightsError(
+        f"the weights match no known variant{hint} (first names: {sorted(wanted)[:3]}); "
+        "check that the file is a TF-slim MobileNet V2/V3/EdgeTPU"
+    )
+
+
+def _candidates(wanted: dict[str, tuple[int, ...]]) -> list[specs.Variant]:
+    """Families with the same variable names, at multipliers near the one the widths suggest."""
+    multipliers = {0.35, 0.5, 0.75, 1.0, 1.25, 1.3, 1.4, 1.5, 2.0}
+    out = []
+    for family in specs.FAMILIES:
+        base = _architecture_shapes(_model_shapes(specs.Variant(family)))
+        if set(base) != set(wanted):
+            continue
+        stem = next(iter(base))
+        ratio = wanted[stem][-1] / base[stem][-1]
+        guesses = multipliers | {round(ratio, 2)}
+        for multiplier in sorted(guesses, key=lambda m: abs(m - ratio)):
+            out += [specs.Variant(family, multiplier, fine) for fine in (False, True)]
+    return out
+
+
+# -- copying a slim state into a model -----------------------------------------------------------
+
+
+def _to_torch(array: np.ndarray, slim_name: str, target: torch.Size) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if len(target) == 2:  # logits: [1, 1, C, K] -> [K, C]
+        return tensor.reshape(target[1], target[0]).t()
+    if len(target) == 4:
+        order = (2, 3, 0, 1) if slim_name.endswith("depthwise_weights") else (3, 2, 0, 1)
+        return tensor.permute(order)
+    return tensor
+
+
+def load_slim_state(
+    model: MobileNet, state: dict[str, np.ndarray], *, use_ema: bool = True, source: str = "weights"
+) -> dict[str, list[str]]:
+    """Copy a slim state into `model`, all or nothing; EMA shadows are used where present.
+
+    Returns {"missing": [], "unexpected": [...], "reset": [...]}: unexpected names (optimizer
+    slots, global_step) are reported, a missing one is an error; `reset` lists the logits
+    variables when the class counts differ (the classifier stays freshly initialised).
+    """
+    names = slim_names(model)
+    target = model.state_dict()
+    pick = {
+        slim: f"{slim}{EMA_SUFFIX}" if use_ema and f"{slim}{EMA_SUFFIX}" in state else slim
+        for slim in names
+    }
+    missing = sorted(slim for slim, key in pick.items() if key not in state)
+    if missing:
+        raise WeightsError(
+            f"{source} lacks {len(missing)} variable(s) of {model.variant.name}, "
+            f"e.g. {missing[:3]}; it is incomplete or of another variant"
+        )
+    reset = _classifier_to_reset(model, state, pick)
+    loaded = {}
+    for slim, key in names.items():
+        if slim in reset:
+            continue
+        array = _adapt_classes(state[pick[slim]], slim, model.num_classes)
+        expected = slim_shape(tuple(target[key].shape), slim)
+        if tuple(array.shape) != expected:
+            raise WeightsError(
+                f"{source}: {slim} has shape {tuple(array.shape)}, {model.variant.name} needs "
+                f"{expected}; the weights are of another variant"
+            )
+        loaded[key] = _to_torch(array, slim, target[key].shape)
+    model.load_state_dict(loaded, strict=False)
+    known = set(pick.values()) | set(names)
+    unexpected = sorted(k for k in state if k not in known and not k.endswith(EMA_SUFFIX))
+    return {"missing": [], "unexpected": unexpected, "reset": sorted(reset)}
+
+
+def _classifier_to_reset(model: MobileNet, state: dict, pick: dict[str, str]) -> set[str]:
+    logits = [slim for slim in pick if LOGITS in slim]
+    if not logits:
+        return set()
+    stored = state[pick[logits[0]]].shape[-1]
+    same = stored == model.num_classes or (stored == 1001 and model.num_classes == 1000)
+    return set() if same else set(logits)
+
+
+def _adapt_classes(array: np.ndarray, slim: str, num_classes: int) -> np.ndarray:
+    """1001-class slim logits into a 1000-class model: drop index 0 (background)."""
+    if LOGITS in slim and array.shape[-1] == 1001 and num_classes == 1000:
+        return array[..., 1:]
+    return array
+
+
+def fold_identity_batch_norm(model: MobileNet, state: dict[str, np.ndarray]) -> None:
+    """Fill in BatchNorm variables as identity where `state` holds folded conv biases instead.
+
+    .tflite files fold BatchNorm into conv weights and a bias; the model keeps its BatchNorm
+    layers (so it can be trained again), set to gamma=1, mean=0, var=1-eps, beta=bias, which
+    computes exactly conv + bias.
+    """
+    for slim in slim_names(model):
+        if not slim.endswith("/BatchNorm/gamma"):
+            continue
+        scope = slim.removesuffix("/BatchNorm/gamma")
+        bias = state.pop(f"{scope}/biases", None)
+        if bias is None or f"{scope}/BatchNorm/beta" in state:
+            continue
+        state[f"{scope}/BatchNorm/beta"] = bias
+        state[f"{scope}/BatchNorm/gamma"] = np.ones_like(bias)
+        state[f"{scope}/BatchNorm/moving_mean"] = np.zeros_like(bias)
+        state[f"{scope}/BatchNorm/moving_variance"] = np.full_like(bias, 1.0 - BATCH_NORM_EPS)
+
+
+# -- sources ------------------------------------------------------------------------------------
+
+
+def read_slim_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Any supported file -> (slim state, metadata such as preprocessing and labels)."""
+    path = Path(path)
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    if path.suffix.lower() == ".tflite":
+        return tflite_slim_state(path.read_bytes(), str(path)), {"format": "tflite"}
+    if suffixes.endswith((".tgz", ".tar.gz")) or (path.is_file() and tarfile.is_tarfile(path)):
+        return _tar_slim_state(path)
+    if path.suffix.lower() == ".safetensors":
+        raise WeightsError("internal: safetensors files are loaded by load_safetensors")
+    from .formats.tensorbundle import CheckpointReader
+
+    with CheckpointReader(path) as reader:
+        return reader.read_all(), {"format": "tf_checkpoint"}
+
+
+def _tar_slim_state(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from .formats.archive import list_tar_members, open_checkpoint_in_tar, read_tar_member
+
+    members = list_tar_members(path)
+    if any(m.endswith(".index") for m in members):
+        with open_checkpoint_in_tar(path) as reader:
+            return reader.read_all(), {"format": "tf_checkpoint"}
+    if any(m.endswith(".tflite") for m in members):
+        data = read_tar_member(path, ".tflite")
+        return tflite_slim_state(data, f"{path}:.tflite"), {"format": "tflite"}
+    raise WeightsError(f"{path} holds neither a TF checkpoint nor a .tflite: {members[:10]}")
+
+
+def tflite_slim_state(data: bytes, source: str) -> dict[str, np.ndarray]:
+    """Dequantized conv weights and folded biases of a slim-exported .tflite, in slim layout."""
+    from .formats.tflite import TFLiteModel, check_mobilenet
+
+    tfl = TFLiteModel.from_bytes(data, source=source)
+    check_mobilenet(tfl)
+    state: dict[str, np.ndarray] = {}
+    for op in tfl.operators:
+        if op.opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            continue
+        weights, bias = tfl.tensors[op.inputs[1]], tfl.tensors[op.inputs[2]]
+        scope = _scope_of(weights.name)
+        kernel = tfl.dequantized(weights.index).transpose(1, 2, 3, 0)  # OHWI / 1HWC -> HWIO / HWC1
+        name = "depthwise_weights" if op.opcode == "DEPTHWISE_CONV_2D" else "weights"
+        state[f"{scope}/{name}"] = kernel
+        state[f"{scope}/biases"] = tfl.dequantized(bias.index)
+    if not state:
+        raise WeightsError(f"{source}: no convolution weights found")
+    return state
+
+
+def _scope_of(tensor_name: str) -> str:
+    """'MobilenetV3/expanded_conv_3/expand/weights_quant/FakeQuant...' -> '.../expand'."""
+    parts = tensor_name.split("/")
+    cut = next((i for i, p in enumerate(parts) if p.startswith(("weights", "depthwise_weights"))),
+               len(parts) - 1)  # fmt: skip
+    return "/".join(parts[:cut])
+
+
+def load_pretrained(
+    weights: str | os.PathLike,
+    name: str | None = None,
+    *,
+    num_classes: int = 1001,
+    depth_multiplier: float | None = None,
+    use_ema: bool = True,
+    dropout: float | None = None,
+) -> MobileNet:
+    """Build the model the weights were made for (or `name`) and load them, all or nothing."""
+    path = Path(weights)
+    if not path.exists() and not Path(f"{path}.index").exists():
+        raise WeightsError(f"weights not found: {path}")
+    if path.suffix.lower() == ".safetensors":
+        return load_safetensors(path, name, num_classes=num_classes, dropout=dropout)
+    state, meta = read_slim_state(path)
+    variant = infer_variant(slim_state_shapes(state))
+    if name is not None:
+        asked = specs.parse_variant(name, depth_multiplier)
+        if asked != variant:
+            raise WeightsError(f"{path} holds {variant.name} weights, not {asked.name}")
+    stored = _stored_classes(state)
+    classes = stored if num_classes == 1001 and stored else num_classes
+    model = MobileNet(variant, num_classes=classes, dropout=dropout)
+    if meta["format"] == "tflite":
+        fold_identity_batch_norm(model, state)
+    model.load_report = load_slim_state(model, state, use_ema=use_ema, source=str(path))
+    model.pretrained_info = {"source": str(path), "format": meta["format"]}
+    return model.eval()
+
+
+def _stored_classes(state: dict[str, np.ndarray]) -> int | None:
+    logits = [v for k, v in state.items() if k.endswith(f"{LOGITS}/biases")]
+    return int(logits[0].shape[-1]) if logits else None
+
+
+# -- safetensors ---------------------------------------------------------------------------------
+
+
+def save_safetensors(model: MobileNet, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Weights + variant (+ preprocessing, labels in `extra`) in one file, written atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {
+        "format": SAFETENSORS_FORMAT,
+        "variant": json.dumps(asdict(model.variant)),
+        "num_classes": str(model.num_classes),
+    }
+    meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def safetensors_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise WeightsError(f"{path} is not a readable safetensors file ({exc})") from exc
+    if raw.get("format") != SAFETENSORS_FORMAT:
+        raise WeightsError(f"{path} was not written by mobilenetv3 (no variant in its metadata)")
+    return {k: (v if k == "format" else json.loads(v)) for k, v in raw.items()}
+
+
+def load_safetensors(
+    path: Path, name: str | None = None, *, num_classes: int = 1001, dropout: float | None = None
+) -> MobileNet:
+    from safetensors.torch import load_file
+
+    meta = safetensors_metadata(path)
+    variant = specs.Variant(**meta["variant"])
+    if name is not None and specs.parse_variant(name) != variant:
+        raise WeightsError(f"{path} holds {variant.name} weights, not {name}")
+    stored = int(meta["num_classes"])
+    model = MobileNet(variant, num_classes=stored, dropout=dropout)
+    state = load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WeightsError(f"{path}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    if num_classes not in (1001, stored):
+        model.reset_classifier(num_classes)
+    model.pretrained_info = {"source": str(path), "format": "safetensors", **meta}
+    return model.eval()
+
