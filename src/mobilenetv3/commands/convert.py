@@ -1,0 +1,42 @@
+"""`mobilenetv3 convert SRC DST.safetensors`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "convert a TF checkpoint, release .tgz or .tflite into a .safetensors file"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source", help="checkpoint prefix/.index/folder, .tgz, .tflite or .safetensors"
+    )
+    parser.add_argument("output", help="the .safetensors file to write (atomically)")
+    parser.add_argument("--model", help="variant name, checked against the weights")
+    parser.add_argument("--no-ema", action="store_true",
+                        help="load the raw variables instead of the EMA shadows")  # fmt: skip
+
+
+def run_convert(source: str | Path, output: str | Path, model_name: str | None = None,
+                use_ema: bool = True) -> Path:  # fmt: skip
+    """Read any weights and write them with their variant, preprocessing and labels."""
+    from .. import create_model
+    from ..loading import save_safetensors
+    from ..preprocess import SLIM_EVAL
+
+    output = Path(output)
+    if output.suffix != ".safetensors":
+        raise ValueError(f"the output must end in .safetensors, got {output.name}")
+    model = create_model(model_name, weights=source, use_ema=use_ema)
+    info = getattr(model, "pretrained_info", {})
+    extra = {"preprocess": info.get("preprocess", SLIM_EVAL.to_dict()), "source": str(source)}
+    if "labels" in info:
+        extra["labels"] = info["labels"]
+    return save_safetensors(model, output, extra=extra)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = run_convert(args.source, args.output, args.model, use_ema=not args.no_ema)
+    print(f"wrote {path}")
+    return 0
