@@ -132,8 +132,21 @@ def multiply_by_quantized_multiplier(
     """TFLite MultiplyByQuantizedMultiplier: x * multiplier * 2^(shift - 31), rounded.
 
     Default: the double-rounding form (SRDHM then RoundingDivideByPOT) of the standard build;
-    `single_rounding=True` emulates a TFLITE_SINGLE_ROUNDING build.
+    `single_rounding=True` emulates a TFLITE_SINGLE_ROUNDING build. For a multiplier in
+    [0, 2^31) both gemmlowp steps reduce to shifts (checked against the literal forms in the
+    tests): SRDHM(a, m) = (a*m + 2^30) >> 31, and RoundingDivideByPOT(v, e) =
+    (v + 2^(e-1) - [v < 0]) >> e, which is what makes this fast on large tensors.
     """
+    if isinstance(multiplier, int) and isinstance(shift, int):
+        if single_rounding:
+            total = 31 - shift
+            return (x * multiplier + (1 << (total - 1))) >> total
+        v = x * (1 << shift) if shift > 0 else x
+        v = (v * multiplier + (1 << 30)) >> 31
+        if shift >= 0:
+            return v
+        right = -shift
+        return (v + ((1 << (right - 1)) - (v < 0).to(torch.int64))) >> right
     m = _as_t(multiplier, x)
     s = _as_t(shift, x)
     if single_rounding:
@@ -261,6 +274,19 @@ def _same_pad(size: int, stride: int, kernel: int, dilation: int) -> tuple[int, 
 Step = Callable[[dict[int, Tensor]], None]
 
 
+def _first_reaching(f: Callable[[Tensor], Tensor], k: int, lo: int, hi: int) -> int:
+    """Smallest a in [lo, hi] with f(a) >= k for a non-decreasing f (hi when none)."""
+    if int(f(torch.tensor([lo]))[0]) >= k:
+        return lo
+    while hi - lo > 1:  # invariant: f(lo) < k; f(hi) >= k or hi is the end
+        mid = (lo + hi) // 2
+        if int(f(torch.tensor([mid]))[0]) >= k:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 class QuantizedTFLiteModule(torch.nn.Module):
     """A quantized .tflite run operator by operator with LiteRT's reference integer kernels.
 
@@ -327,14 +353,12 @@ class QuantizedTFLiteModule(torch.nn.Module):
         expected = self.input_info.shape[1:]
         if tuple(codes.shape[1:]) != expected:
             raise ValueError(f"input codes {tuple(codes.shape)}, the file wants [N, *{expected}]")
-        values: dict[int, Tensor] = {self.input_info.index: codes.to(torch.int64)}
-        for _, step in self._steps:
+        values: dict[int, Tensor] = {self.input_info.index: codes.to(self._dtype(self.input_info))}
+        for op, step in self._steps:
             step(values)
-        out: dict[str, Tensor] = {}
-        for idx, v in values.items():
-            info = self.model.tensors[idx]
-            out[info.name] = v.to(_torch_dtype(info.dtype))
-        return out
+            out_idx = op.outputs[0]
+            values[out_idx] = values[out_idx].to(self._dtype(self._info(out_idx)))
+        return {self.model.tensors[idx].name: v for idx, v in values.items()}
 
     def forward_all(self, x: Tensor) -> dict[str, Tensor]:
         """Integer codes of every tensor for float NCHW input in [-1, 1]."""
@@ -361,9 +385,89 @@ class QuantizedTFLiteModule(torch.nn.Module):
         return self._constants[idx]
 
     def _value(self, values: dict[int, Tensor], idx: int) -> Tensor:
+        """A tensor's codes as int64 (activation or constant)."""
         if idx in values:
-            return values[idx]
+            return values[idx].to(torch.int64)
         return self._const(idx)
+
+    def _raw(self, values: dict[int, Tensor], idx: int) -> Tensor:
+        """A tensor's codes in whatever integer dtype they are held."""
+        return values[idx] if idx in values else self._const(idx)
+
+    @staticmethod
+    def _dtype(info: TensorInfo) -> torch.dtype:
+        return _torch_dtype(info.dtype)
+
+    def _requantizer(
+        self,
+        mult: Tensor,
+        shift: Tensor,
+        bias: Tensor,
+        out_zp: int,
+        lo: int,
+        hi: int,
+        acc_bound: int,
+    ) -> Callable[[Tensor], Tensor]:
+        """Map NHWC accumulators (without bias) to clamped output codes.
+
+        The map acc -> clamp(MultiplyByQuantizedMultiplier(acc + bias) + zp) is monotone, so
+        with one multiplier per tensor it is a table over the few accumulator values between
+        "always lo" and "always hi": one add, one clamp and one gather instead of a dozen int64
+        passes (the table is filled by the literal arithmetic, so the result is identical).
+        """
+        per_tensor = bool((mult == mult[0]).all() and (shift == shift[0]).all())
+        bias_b = bias.view(1, 1, 1, -1)
+        if per_tensor:
+            m, sh = int(mult[0]), int(shift[0])
+
+            def f(a: Tensor) -> Tensor:
+                return self._mbqm(a, m, sh) + out_zp
+
+            domain = (1 << 31) >> max(sh, 0)
+            first = _first_reaching(f, lo + 1, -domain, domain - 1)
+            last = _first_reaching(f, hi, -domain, domain - 1)
+            size = last - first + 2
+            reach = acc_bound + int(bias.abs().max()) + size
+            if first > -domain and last < domain - 1 and size <= 1 << 22 and reach < 1 << 31:
+                base = first - 1
+                table = f(torch.arange(base, last + 1, dtype=torch.int64)).clamp(lo, hi)
+                offset = (bias - base).to(torch.int32).view(1, 1, 1, -1)
+
+                def lookup(acc: Tensor) -> Tensor:
+                    idx = acc.to(torch.int32).add_(offset).clamp_(0, size - 1)
+                    return table[idx]
+
+                return lookup
+            mult_b: Tensor | int = m
+            shift_b: Tensor | int = sh
+        else:
+            mult_b, shift_b = mult.view(1, 1, 1, -1), shift.view(1, 1, 1, -1)
+
+        def literal(acc: Tensor) -> Tensor:
+            y = self._mbqm(acc.to(torch.int64) + bias_b, mult_b, shift_b) + out_zp
+            return y.clamp(lo, hi)
+
+        return literal
+
+    def _pair_table(
+        self, op: OperatorInfo, fn: Callable[[Tensor, Tensor], Tensor]
+    ) -> Callable[[dict[int, Tensor]], Tensor] | None:
+        """For a binary op on two 8-bit tensors: a 256x256 table of `fn` over all code pairs."""
+        i0, i1 = (self._info(i) for i in op.inputs[:2])
+        if i0.dtype.itemsize != 1 or i1.dtype.itemsize != 1:
+            return None
+        lo0, hi0 = _qrange(i0.dtype)
+        lo1, hi1 = _qrange(i1.dtype)
+        a = torch.arange(lo0, hi0 + 1, dtype=torch.int64).view(-1, 1)
+        b = torch.arange(lo1, hi1 + 1, dtype=torch.int64).view(1, -1)
+        table = fn(a.expand(256, 256), b.expand(256, 256)).reshape(-1)
+
+        def lookup(values: dict[int, Tensor]) -> Tensor:
+            x = self._raw(values, op.inputs[0]).to(torch.int32)
+            y = self._raw(values, op.inputs[1]).to(torch.int32)
+            return table[(x - lo0) * 256 + (y - lo1)]
+
+        return lookup
 
     def _info(self, idx: int) -> TensorInfo:
         return self.model.tensors[idx]
@@ -437,29 +541,29 @@ class QuantizedTFLiteModule(torch.nn.Module):
         dilation = (o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1))
         padding = o.get("padding", "VALID")
         kh, kw = int(w_info.shape[1]), int(w_info.shape[2])
-        mult_b, shift_b = mult.view(1, 1, 1, -1), shift.view(1, 1, 1, -1)
-        bias_b = bias.view(1, 1, 1, -1)
-        chunks = self._exact_chunks(weight, max(in_zp - qlo, qhi - in_zp), depthwise)
+        max_abs_x = max(in_zp - qlo, qhi - in_zp)
+        chunks = self._exact_chunks(weight, max_abs_x, depthwise)
         weights = [weight[:, a:b].to(torch.float32).contiguous() for a, b in chunks]
+        acc_bound = int(weight.abs().sum(dim=(1, 2, 3)).max()) * max_abs_x
+        requantize = self._requantizer(mult, shift, bias, out_zp, lo, hi, acc_bound)
 
         def step(values: dict[int, Tensor]) -> None:
             x = values[op.inputs[0]]
-            xc = (x - in_zp).permute(0, 3, 1, 2).to(torch.float32)
+            xc = x.permute(0, 3, 1, 2).to(torch.float32).sub_(in_zp)  # NCHW view, NHWC memory
             if padding == "SAME":
                 _, top, bottom = _same_pad(xc.shape[2], stride[0], kh, dilation[0])
                 _, left, right = _same_pad(xc.shape[3], stride[1], kw, dilation[1])
                 xc = F.pad(xc, (left, right, top, bottom))
             if depthwise:
                 acc = F.conv2d(xc, weights[0], stride=stride, dilation=dilation, groups=xc.shape[1])
-                acc = acc.to(torch.int64)
-            else:
+            elif len(chunks) == 1:
+                acc = F.conv2d(xc, weights[0], stride=stride, dilation=dilation)
+            else:  # partial sums exact in float32, their total in float64
                 acc = sum(
-                    F.conv2d(xc[:, a:b], wc, stride=stride, dilation=dilation).to(torch.int64)
+                    F.conv2d(xc[:, a:b], wc, stride=stride, dilation=dilation).to(torch.float64)
                     for (a, b), wc in zip(chunks, weights, strict=True)
                 )
-            acc = acc.permute(0, 2, 3, 1) + bias_b
-            y = self._mbqm(acc, mult_b, shift_b) + out_zp
-            values[op.outputs[0]] = y.clamp(lo, hi)
+            values[op.outputs[0]] = requantize(acc.permute(0, 2, 3, 1))
 
         return step
 
@@ -509,7 +613,7 @@ class QuantizedTFLiteModule(torch.nn.Module):
         out_shape = self._info(op.outputs[0]).shape
 
         def step(values: dict[int, Tensor]) -> None:
-            x = values[op.inputs[0]]
+            x = self._value(values, op.inputs[0])
             xc = (x.reshape(-1, w.shape[1]) - in_zp).to(torch.float64)
             acc = (xc @ weight.T).round().to(torch.int64) + bias
             y = (self._mbqm(acc, mult, shift) + out_zp).clamp(lo, hi)
@@ -579,7 +683,7 @@ class QuantizedTFLiteModule(torch.nn.Module):
         keep = bool(op.options.get("keep_dims", False))
 
         def step(values: dict[int, Tensor]) -> None:
-            acc = values[op.inputs[0]].sum(dim=(1, 2), keepdim=keep)
+            acc = self._value(values, op.inputs[0]).sum(dim=(1, 2), keepdim=keep)
             values[op.outputs[0]] = (self._mbqm(acc, mult, shift) + bias).clamp(lo, hi)
 
         return step
@@ -597,11 +701,23 @@ class QuantizedTFLiteModule(torch.nn.Module):
         mo, sho = quantize_multiplier(twice_max / float(_f32(1 << left_shift) * _f32(so)))
         lo, hi = self._out_range(op)
 
-        def step(values: dict[int, Tensor]) -> None:
-            a = (self._value(values, op.inputs[0]) - z1) * (1 << left_shift)
-            b = (self._value(values, op.inputs[1]) - z2) * (1 << left_shift)
+        def add(x: Tensor, y: Tensor) -> Tensor:
+            a = (x - z1) * (1 << left_shift)
+            b = (y - z2) * (1 << left_shift)
             total = self._mbqm(a, m1, sh1) + self._mbqm(b, m2, sh2)
-            values[op.outputs[0]] = (self._mbqm(total, mo, sho) + zo).clamp(lo, hi)
+            return (self._mbqm(total, mo, sho) + zo).clamp(lo, hi)
+
+        return self._binary_step(op, add)
+
+    def _binary_step(self, op: OperatorInfo, fn: Callable[[Tensor, Tensor], Tensor]) -> Step:
+        table = self._pair_table(op, fn)
+
+        def step(values: dict[int, Tensor]) -> None:
+            if table is not None:
+                values[op.outputs[0]] = table(values)
+            else:
+                x, y = (self._value(values, i) for i in op.inputs[:2])
+                values[op.outputs[0]] = fn(x, y)
 
         return step
 
@@ -612,12 +728,10 @@ class QuantizedTFLiteModule(torch.nn.Module):
         mult, shift = quantize_multiplier(float(_f32(s1) * _f32(s2) / _f32(so)))
         lo, hi = self._out_range(op)
 
-        def step(values: dict[int, Tensor]) -> None:
-            a = self._value(values, op.inputs[0]) - z1
-            b = self._value(values, op.inputs[1]) - z2
-            values[op.outputs[0]] = (self._mbqm(a * b, mult, shift) + zo).clamp(lo, hi)
+        def mul(x: Tensor, y: Tensor) -> Tensor:
+            return (self._mbqm((x - z1) * (y - z2), mult, shift) + zo).clamp(lo, hi)
 
-        return step
+        return self._binary_step(op, mul)
 
     def _build_hard_swish(self, op: OperatorInfo) -> Step:
         """reference hard_swish.h: 16-bit fixed point, reluish factor in [0, 1]."""
@@ -657,7 +771,7 @@ class QuantizedTFLiteModule(torch.nn.Module):
         lut = hard_swish(torch.arange(in_lo, in_hi + 1, dtype=torch.int64))
 
         def step(values: dict[int, Tensor]) -> None:
-            values[op.outputs[0]] = lut[values[op.inputs[0]] - in_lo]
+            values[op.outputs[0]] = lut[values[op.inputs[0]].to(torch.int32) - in_lo]
 
         return step
 
@@ -679,7 +793,7 @@ class QuantizedTFLiteModule(torch.nn.Module):
         lut = torch.tensor(table, dtype=torch.int64)
 
         def step(values: dict[int, Tensor]) -> None:
-            values[op.outputs[0]] = lut[values[op.inputs[0]] - lo]
+            values[op.outputs[0]] = lut[self._value(values, op.inputs[0]) - lo]
 
         return step
 
@@ -691,7 +805,7 @@ class QuantizedTFLiteModule(torch.nn.Module):
         lo, hi = _activation_range(act, s_out, z_out, qlo, qhi)
 
         def step(values: dict[int, Tensor]) -> None:
-            v = values[op.inputs[0]] - z_in
+            v = self._value(values, op.inputs[0]) - z_in
             values[op.outputs[0]] = (self._mbqm(v, mult, shift) + z_out).clamp(lo, hi)
 
         return step
@@ -720,7 +834,7 @@ class QuantizedTFLiteModule(torch.nn.Module):
         out_bits = out_info.dtype.itemsize * 8
 
         def step(values: dict[int, Tensor]) -> None:
-            x = values[op.inputs[0]]
+            x = self._value(values, op.inputs[0])
             diff = x - x.max(dim=-1, keepdim=True).values
             valid = diff >= diff_min
             rescaled = saturating_rounding_doubling_high_mul(diff * (1 << left_shift), mult)
@@ -801,7 +915,7 @@ class QuantizedTFLiteModule(torch.nn.Module):
         mult, shift = quantize_multiplier(float(si) / float(so))
 
         def step(values: dict[int, Tensor]) -> None:
-            v = values[op.inputs[0]] - zi
+            v = self._value(values, op.inputs[0]) - zi
             values[op.outputs[0]] = (self._mbqm(v, mult, shift) + zo).clamp(lo, hi)
 
         return step
