@@ -29,6 +29,7 @@ from mobilenetv3.formats.tflite import OperatorInfo, TensorInfo, TFLiteError, TF
 
 __all__ = [
     "QuantizedTFLiteModule",
+    "quantize",
     "multiply_by_quantized_multiplier",
     "quantize_multiplier",
     "rounding_divide_by_pot",
@@ -274,6 +275,19 @@ def _same_pad(size: int, stride: int, kernel: int, dilation: int) -> tuple[int, 
 Step = Callable[[dict[int, Tensor]], None]
 
 
+def quantize(x: Tensor, scale: float, zero_point: int, dtype: torch.dtype = torch.uint8) -> Tensor:
+    """LiteRT's QUANTIZE (reference AffineQuantize): round(x / scale) + zero_point, clamped.
+
+    The division is float32 and the rounding is TfLiteRound (std::round: halves away from
+    zero), not torch.round (halves to even); the tests check this against LiteRT on ties.
+    """
+    v = x.to(torch.float32) / torch.tensor(scale, dtype=torch.float32)
+    t = torch.trunc(v)
+    r = t + torch.where((v - t).abs() >= 0.5, torch.sign(v), torch.zeros_like(v))
+    info = torch.iinfo(dtype)
+    return (r.to(torch.int64) + zero_point).clamp(info.min, info.max).to(dtype)
+
+
 def _first_reaching(f: Callable[[Tensor], Tensor], k: int, lo: int, hi: int) -> int:
     """Smallest a in [lo, hi] with f(a) >= k for a non-decreasing f (hi when none)."""
     if int(f(torch.tensor([lo]))[0]) >= k:
@@ -334,19 +348,10 @@ class QuantizedTFLiteModule(torch.nn.Module):
         return self.output_info.name
 
     def quantize_input(self, x: Tensor) -> Tensor:
-        """Float NCHW -> input codes NHWC: round(x / scale) + zp, halves away from zero, clamped.
-
-        Matches LiteRT's QUANTIZE (TfLiteRound of a float32 division).
-        """
+        """Float NCHW -> input codes NHWC with the file's input scale and zero point."""
         q = self.input_info.quantization
-        v = x.detach().to(torch.float32).permute(0, 2, 3, 1) / torch.tensor(
-            q.scale, dtype=torch.float32
-        )
-        t = torch.trunc(v)
-        r = t + torch.where((v - t).abs() >= 0.5, torch.sign(v), torch.zeros_like(v))
-        lo, hi = _qrange(self.input_info.dtype)
-        codes = (r.to(torch.int64) + q.zero_point).clamp(lo, hi)
-        return codes.to(_torch_dtype(self.input_info.dtype)).contiguous()
+        nhwc = x.detach().permute(0, 2, 3, 1)
+        return quantize(nhwc, q.scale, q.zero_point, self._dtype(self.input_info)).contiguous()
 
     def run(self, codes: Tensor) -> dict[str, Tensor]:
         """Every activation (file dtype, NHWC, batch first) from input codes, by tensor name."""

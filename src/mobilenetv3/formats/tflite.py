@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,10 @@ __all__ = [
     "OperatorInfo",
     "QuantizationInfo",
     "TFLiteError",
+    "OperatorSpec",
     "TFLiteModel",
+    "TensorSpec",
+    "build_tflite",
     "TensorInfo",
     "check_mobilenet",
 ]
@@ -434,3 +438,176 @@ def check_mobilenet(model: TFLiteModel) -> str:
         f"{model.source} is not a MobileNet tflite of this project (no tensor under "
         f"{', '.join(MOBILENET_SCOPES)}): top-level scopes {scopes[:6]}, first tensors {first}"
     )
+
+
+# writing (small synthetic files for tests and fixtures) ----------------------------------------
+
+
+@dataclass
+class TensorSpec:
+    """A tensor to write: `data` makes it a constant; scales/zero_points quantize it."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype | type
+    data: np.ndarray | None = None
+    scales: list[float] | None = None
+    zero_points: list[int] | None = None
+    quantized_dimension: int = 0
+
+
+@dataclass
+class OperatorSpec:
+    """An operator to write: builtin name ("CONV_2D"), tensor indices, options by field name."""
+
+    opcode: str
+    inputs: list[int]
+    outputs: list[int]
+    options_type: str | None = None  # e.g. "Conv2DOptions"
+    options: dict[str, Any] = field(default_factory=dict)
+    custom_code: str | None = None
+
+
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def build_tflite(
+    tensors: list[TensorSpec],
+    operators: list[OperatorSpec],
+    inputs: list[int],
+    outputs: list[int],
+    description: str = "mobilenetv3 synthetic",
+) -> bytes:
+    """A minimal single-subgraph .tflite FlatBuffer built with the `tflite` builder functions.
+
+    Why: tests need float files, foreign networks and unknown operators, which no shared file
+    provides; writing them here keeps those tests independent of TensorFlow.
+    """
+    b = flatbuffers.Builder(1024)
+    type_codes = {v: k for k, v in _TYPE_NAMES.items()}
+    numpy_to_type = {dt: type_codes[name] for name, dt in _NUMPY_TYPES.items()}
+    opcode_values = {v: k for k, v in _OPCODE_NAMES.items()}
+
+    def int_vector(start: Callable[[Any, int], None], values: list[int]) -> int:
+        start(b, len(values))
+        for v in reversed(values):
+            b.PrependInt32(int(v))
+        return b.EndVector()
+
+    def offset_vector(start: Callable[[Any, int], None], offsets: list[int]) -> int:
+        start(b, len(offsets))
+        for off in reversed(offsets):
+            b.PrependUOffsetTRelative(off)
+        return b.EndVector()
+
+    # buffers: 0 is the empty sentinel, then one per constant
+    buffer_offsets: list[int] = []
+    tflite.BufferStart(b)
+    buffer_offsets.append(tflite.BufferEnd(b))
+    tensor_buffer: list[int] = []
+    for spec in tensors:
+        if spec.data is None:
+            tensor_buffer.append(0)
+            continue
+        raw = np.ascontiguousarray(spec.data, dtype=np.dtype(spec.dtype)).tobytes()
+        b.StartVector(1, len(raw), 16)
+        b.head = b.head - len(raw)
+        b.Bytes[b.head : b.head + len(raw)] = raw
+        vec = b.EndVector()
+        tflite.BufferStart(b)
+        tflite.BufferAddData(b, vec)
+        tensor_buffer.append(len(buffer_offsets))
+        buffer_offsets.append(tflite.BufferEnd(b))
+
+    tensor_offsets: list[int] = []
+    for spec, buf_index in zip(tensors, tensor_buffer, strict=True):
+        name = b.CreateString(spec.name)
+        shape = int_vector(tflite.TensorStartShapeVector, list(spec.shape))
+        quant = None
+        if spec.scales is not None:
+            scales = b.CreateNumpyVector(np.asarray(spec.scales, dtype=np.float32))
+            zps = b.CreateNumpyVector(
+                np.asarray(spec.zero_points or [0] * len(spec.scales), dtype=np.int64)
+            )
+            tflite.QuantizationParametersStart(b)
+            tflite.QuantizationParametersAddScale(b, scales)
+            tflite.QuantizationParametersAddZeroPoint(b, zps)
+            tflite.QuantizationParametersAddQuantizedDimension(b, spec.quantized_dimension)
+            quant = tflite.QuantizationParametersEnd(b)
+        tflite.TensorStart(b)
+        tflite.TensorAddShape(b, shape)
+        tflite.TensorAddType(b, numpy_to_type[np.dtype(spec.dtype)])
+        tflite.TensorAddBuffer(b, buf_index)
+        tflite.TensorAddName(b, name)
+        if quant is not None:
+            tflite.TensorAddQuantization(b, quant)
+        tensor_offsets.append(tflite.TensorEnd(b))
+
+    codes: list[tuple[str, str | None]] = []
+    op_offsets: list[int] = []
+    for spec in operators:
+        key = (spec.opcode, spec.custom_code)
+        if key not in codes:
+            codes.append(key)
+        ins = int_vector(tflite.OperatorStartInputsVector, spec.inputs)
+        outs = int_vector(tflite.OperatorStartOutputsVector, spec.outputs)
+        options = None
+        if spec.options_type:
+            getattr(tflite, f"{spec.options_type}Start")(b)
+            for key_name, value in spec.options.items():
+                if key_name == "padding" and isinstance(value, str):
+                    value = getattr(tflite.Padding, value)
+                if key_name == "fused_activation_function" and isinstance(value, str):
+                    value = getattr(tflite.ActivationFunctionType, value)
+                getattr(tflite, f"{spec.options_type}Add{_camel(key_name)}")(b, value)
+            options = getattr(tflite, f"{spec.options_type}End")(b)
+        tflite.OperatorStart(b)
+        tflite.OperatorAddOpcodeIndex(b, codes.index(key))
+        tflite.OperatorAddInputs(b, ins)
+        tflite.OperatorAddOutputs(b, outs)
+        if options is not None:
+            tflite.OperatorAddBuiltinOptionsType(
+                b, getattr(tflite.BuiltinOptions, spec.options_type)
+            )
+            tflite.OperatorAddBuiltinOptions(b, options)
+        op_offsets.append(tflite.OperatorEnd(b))
+
+    code_offsets: list[int] = []
+    for opcode, custom in codes:
+        value = opcode_values[opcode]
+        custom_off = b.CreateString(custom) if custom is not None else None
+        tflite.OperatorCodeStart(b)
+        tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(value, 127))
+        tflite.OperatorCodeAddBuiltinCode(b, value)
+        tflite.OperatorCodeAddVersion(b, 1)
+        if custom_off is not None:
+            tflite.OperatorCodeAddCustomCode(b, custom_off)
+        code_offsets.append(tflite.OperatorCodeEnd(b))
+
+    t_vec = offset_vector(tflite.SubGraphStartTensorsVector, tensor_offsets)
+    o_vec = offset_vector(tflite.SubGraphStartOperatorsVector, op_offsets)
+    in_vec = int_vector(tflite.SubGraphStartInputsVector, inputs)
+    out_vec = int_vector(tflite.SubGraphStartOutputsVector, outputs)
+    sg_name = b.CreateString("main")
+    tflite.SubGraphStart(b)
+    tflite.SubGraphAddTensors(b, t_vec)
+    tflite.SubGraphAddOperators(b, o_vec)
+    tflite.SubGraphAddInputs(b, in_vec)
+    tflite.SubGraphAddOutputs(b, out_vec)
+    tflite.SubGraphAddName(b, sg_name)
+    subgraph = tflite.SubGraphEnd(b)
+
+    sg_vec = offset_vector(tflite.ModelStartSubgraphsVector, [subgraph])
+    codes_vec = offset_vector(tflite.ModelStartOperatorCodesVector, code_offsets)
+    buf_vec = offset_vector(tflite.ModelStartBuffersVector, buffer_offsets)
+    desc = b.CreateString(description)
+    tflite.ModelStart(b)
+    tflite.ModelAddVersion(b, 3)
+    tflite.ModelAddOperatorCodes(b, codes_vec)
+    tflite.ModelAddSubgraphs(b, sg_vec)
+    tflite.ModelAddDescription(b, desc)
+    tflite.ModelAddBuffers(b, buf_vec)
+    model = tflite.ModelEnd(b)
+    b.Finish(model, file_identifier=FILE_IDENTIFIER)
+    return bytes(b.Output())
