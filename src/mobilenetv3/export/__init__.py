@@ -1,0 +1,170 @@
+"""Deployment formats: ONNX, float TFLite (written without TensorFlow) and torch.export (.pt2).
+
+Every `export_*` writes atomically (a temp file beside the target, renamed when complete) and
+then runs the file in its own engine against PyTorch, returning an `ExportResult` with the
+max abs difference of the outputs. The shared pieces live here: BatchNorm folding, the
+per-layer input sizes of a model at a fixed image size, and the atomic write.
+
+`export_onnx`, `export_tflite` and `export_pt2` are imported lazily so that importing this
+package does not pull in onnx or the FlatBuffer schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..layers import ConvBNAct
+
+FORMATS = ("onnx", "tflite", "pt2")
+SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "pt2": ".pt2"}
+
+__all__ = [
+    "FORMATS",
+    "ExportResult",
+    "atomic_output",
+    "example_input",
+    "export",
+    "export_onnx",
+    "export_pt2",
+    "export_tflite",
+    "fold_batch_norm",
+    "input_sizes",
+    "max_abs_diff",
+    "randomize",
+]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote and how far its engine's outputs are from PyTorch's."""
+
+    path: Path
+    format: str
+    max_abs_diff: float | None  # None when the check was skipped
+
+    def __str__(self) -> str:
+        diff = "unchecked" if self.max_abs_diff is None else f"max abs diff {self.max_abs_diff:.3g}"
+        return f"{self.format} -> {self.path} ({diff} vs PyTorch)"
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds, so a
+    failed export never leaves a half-written (or any) file behind."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # The suffix stays last: torch.export.save insists on ".pt2".
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
+                               dir=target.parent)  # fmt: skip
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def fold_batch_norm(layer: ConvBNAct) -> tuple[np.ndarray, np.ndarray]:
+    """Conv weights (OIHW) and bias with the eval-mode BatchNorm folded in, as TFLite stores
+    them; computed in float64 so folding adds no rounding of its own."""
+
+    def arr(t: torch.Tensor) -> np.ndarray:
+        return t.detach().cpu().numpy().astype(np.float64)
+
+    weight = arr(layer.conv.weight)
+    bias = arr(layer.conv.bias) if layer.conv.bias is not None else np.zeros(weight.shape[0])
+    bn = layer.bn
+    if isinstance(bn, nn.BatchNorm2d):
+        scale = arr(bn.weight) / np.sqrt(arr(bn.running_var) + bn.eps)
+        weight = weight * scale[:, None, None, None]
+        bias = (bias - arr(bn.running_mean)) * scale + arr(bn.bias)
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
+def input_sizes(model: nn.Module, image_size: tuple[int, int]) -> dict[nn.Module, tuple]:
+    """The NCHW input shape every submodule sees at `image_size`: static padding and pooling
+    windows for the exported graphs are fixed from it."""
+    shapes: dict[nn.Module, tuple] = {}
+
+    def hook(module: nn.Module, args: tuple, _: Any) -> None:
+        shapes.setdefault(module, tuple(args[0].shape))
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, *image_size))
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BatchNorm statistics and affine terms and a wider classifier, in place: a
+    freshly built model has identity BatchNorm and ~0 logits, which would make an export
+    check pass whatever the folding or the graph got wrong."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def uniform(t: torch.Tensor, low: float, high: float) -> None:
+        t.data.copy_(torch.rand(t.shape, generator=generator) * (high - low) + low)
+
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            uniform(m.running_mean, -0.5, 0.5)
+            uniform(m.running_var, 0.5, 2.0)
+            uniform(m.weight, 0.5, 1.5)
+            uniform(m.bias, -0.5, 0.5)
+        elif isinstance(m, nn.Linear | nn.Conv2d) and m.bias is not None:
+            uniform(m.bias, -0.2, 0.2)
+    classifier = getattr(model, "classifier", None)
+    if isinstance(classifier, nn.Linear):
+        classifier.weight.data.normal_(0.0, 0.3, generator=generator)
+    return model.eval()
+
+
+def example_input(image_size: tuple[int, int], batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """A reproducible NCHW batch in [-1, 1], the model's input range."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, *image_size, generator=generator) * 2 - 1
+
+
+def max_abs_diff(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"output shapes differ: {a.shape} vs {b.shape}")
+    return float(np.max(np.abs(a - b)))
+
+
+def reference_output(model: nn.Module, x: torch.Tensor, softmax: bool) -> np.ndarray:
+    """PyTorch's answer for the check after an export."""
+    with torch.inference_mode():
+        out = model.eval()(x)
+    return (out.softmax(-1) if softmax else out).numpy()
+
+
+def export(model: nn.Module, path: str | os.PathLike, format: str, **options: Any) -> ExportResult:
+    """Dispatch to `export_<format>`."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}: expected one of {', '.join(FORMATS)}")
+    exporter: Callable[..., ExportResult] = __getattr__(f"export_{format}")
+    return exporter(model, path, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("export_onnx", "export_tflite", "export_pt2"):
+        module = {"export_onnx": "onnx", "export_tflite": "tflite_writer", "export_pt2": "pt2"}
+        from importlib import import_module
+
+        return getattr(import_module(f"{__name__}.{module[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
