@@ -288,17 +288,31 @@ def quantize(x: Tensor, scale: float, zero_point: int, dtype: torch.dtype = torc
     return (r.to(torch.int64) + zero_point).clamp(info.min, info.max).to(dtype)
 
 
-def _first_reaching(f: Callable[[Tensor], Tensor], k: int, lo: int, hi: int) -> int:
-    """Smallest a in [lo, hi] with f(a) >= k for a non-decreasing f (hi when none)."""
-    if int(f(torch.tensor([lo]))[0]) >= k:
-        return lo
-    while hi - lo > 1:  # invariant: f(lo) < k; f(hi) >= k or hi is the end
-        mid = (lo + hi) // 2
-        if int(f(torch.tensor([mid]))[0]) >= k:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+def _mbqm_np(x: np.ndarray, m: int, shift: int, single_rounding: bool) -> np.ndarray:
+    """multiply_by_quantized_multiplier on numpy int64 (same shift forms; |x| < 2^31 >> shift)."""
+    x = np.asarray(x, dtype=np.int64)
+    if single_rounding:
+        total = 31 - shift
+        return (x * m + (1 << (total - 1))) >> total
+    v = ((x << shift if shift > 0 else x) * m + (1 << 30)) >> 31
+    if shift >= 0:
+        return v
+    return (v + (1 << (-shift - 1)) - (v < 0)) >> -shift
+
+
+def _first_reaching(
+    f: Callable[[np.ndarray], np.ndarray], k: np.ndarray, lo: int, hi: int
+) -> np.ndarray:
+    """For each k, the smallest a in [lo, hi] with f(a) >= k, f non-decreasing (hi if none)."""
+    below = np.full(k.shape, lo, dtype=np.int64)
+    above = np.full(k.shape, hi, dtype=np.int64)
+    at_lo = f(below) >= k
+    while bool((above - below > 1).any()):  # invariant: f(below) < k (unless at_lo)
+        mid = (below + above) // 2
+        reached = f(mid) >= k
+        above = np.where(reached, mid, above)
+        below = np.where(reached, below, mid)
+    return np.where(at_lo, lo, above)
 
 
 class QuantizedTFLiteModule(torch.nn.Module):
@@ -415,27 +429,32 @@ class QuantizedTFLiteModule(torch.nn.Module):
     ) -> Callable[[Tensor], Tensor]:
         """Map NHWC accumulators (without bias) to clamped output codes.
 
-        The map acc -> clamp(MultiplyByQuantizedMultiplier(acc + bias) + zp) is monotone, so
-        with one multiplier per tensor it is a table over the few accumulator values between
+        The map acc -> clamp(MultiplyByQuantizedMultiplier(acc + bias) + zp) is non-decreasing,
+        so with one multiplier per tensor it is a table over the accumulator values between
         "always lo" and "always hi": one add, one clamp and one gather instead of a dozen int64
-        passes (the table is filled by the literal arithmetic, so the result is identical).
+        passes. The table is cut where the exact integer function reaches each code (binary
+        search), so it returns what the arithmetic returns; the tests check both forms agree.
         """
         per_tensor = bool((mult == mult[0]).all() and (shift == shift[0]).all())
         bias_b = bias.view(1, 1, 1, -1)
         if per_tensor:
             m, sh = int(mult[0]), int(shift[0])
 
-            def f(a: Tensor) -> Tensor:
-                return self._mbqm(a, m, sh) + out_zp
+            def f(a: np.ndarray) -> np.ndarray:
+                return _mbqm_np(a, m, sh, self.single_rounding) + out_zp
 
             domain = (1 << 31) >> max(sh, 0)
-            first = _first_reaching(f, lo + 1, -domain, domain - 1)
-            last = _first_reaching(f, hi, -domain, domain - 1)
+            codes = np.arange(lo + 1, hi + 1, dtype=np.int64)
+            starts = _first_reaching(f, codes, -domain, domain - 1)  # where each code begins
+            first, last = int(starts[0]), int(starts[-1])
             size = last - first + 2
             reach = acc_bound + int(bias.abs().max()) + size
-            if first > -domain and last < domain - 1 and size <= 1 << 22 and reach < 1 << 31:
+            exact = first > -domain and bool((f(starts) >= codes).all())
+            if exact and size <= 1 << 22 and reach < 1 << 31:
                 base = first - 1
-                table = f(torch.arange(base, last + 1, dtype=torch.int64)).clamp(lo, hi)
+                counts = np.diff(np.concatenate([[base], starts, [last + 1]]))
+                values = np.repeat(np.arange(lo, hi + 1, dtype=np.int64), counts)
+                table = torch.from_numpy(values)
                 offset = (bias - base).to(torch.int32).view(1, 1, 1, -1)
 
                 def lookup(acc: Tensor) -> Tensor:
@@ -585,15 +604,15 @@ class QuantizedTFLiteModule(torch.nn.Module):
             if bound >= 1 << 24:
                 raise TFLiteError("depthwise filter too large for an exact float32 convolution")
             return [(0, weight.shape[1])]
-        per_channel = weight.abs().sum(dim=(2, 3)) * max_abs_x  # [O, I]
-        chunks, start = [], 0
-        running = torch.zeros(weight.shape[0], dtype=torch.int64)
-        for i in range(weight.shape[1]):
-            if int((running + per_channel[:, i]).max()) >= 1 << 24:
-                chunks.append((start, i))
-                start, running = i, torch.zeros_like(running)
-            running = running + per_channel[:, i]
-        chunks.append((start, weight.shape[1]))
+        per_channel = (weight.abs().sum(dim=(2, 3)) * max_abs_x).numpy()  # [O, I]
+        chunks, start, n_in = [], 0, weight.shape[1]
+        while start < n_in:
+            running = np.cumsum(per_channel[:, start:], axis=1).max(axis=0)
+            end = start + int(np.searchsorted(running, 1 << 24, side="left"))
+            if end == start:
+                raise TFLiteError("one input channel too large for an exact float32 convolution")
+            chunks.append((start, min(end, n_in)))
+            start = end
         return chunks
 
     def _build_conv_2d(self, op: OperatorInfo) -> Step:
