@@ -250,3 +250,108 @@ def test_forward_returns_probabilities(shared: Path) -> None:
     assert torch.equal(module.dequantize_output(every[module.output_name]), probs)
     with pytest.raises(ValueError, match="file wants"):
         module.run(torch.zeros(1, 160, 160, 3, dtype=torch.uint8))
+
+
+# single operators on synthetic files (the shared files use only some of them) ---------------
+
+
+def _q(scale: float, zero_point: int) -> dict:
+    return {"scales": [scale], "zero_points": [zero_point]}
+
+
+def _op_cases() -> dict[str, tuple[list[TensorSpec], list[OperatorSpec], tuple[int, ...]]]:
+    rng = np.random.default_rng(0)
+    u8, s = np.uint8, (1, 6, 6, 4)
+    x = TensorSpec("x", s, u8, **_q(0.05, 120))
+    pool = {"stride_w": 2, "stride_h": 2, "filter_width": 3, "filter_height": 3}
+    axes = TensorSpec("axes", (2,), np.int32, np.array([1, 2], np.int32))
+    w = rng.integers(0, 256, (5, 24)).astype(u8)
+    bias = rng.integers(-3000, 3000, 5).astype(np.int32)
+    other = rng.integers(0, 256, s).astype(u8)
+    pads = np.array([[0, 0], [1, 2], [2, 1], [0, 0]], np.int32)
+    return {
+        "RELU": ([x, TensorSpec("y", s, u8, **_q(0.03, 3))], [OperatorSpec("RELU", [0], [1])], s),
+        "RELU6": ([x, TensorSpec("y", s, u8, **_q(0.03, 3))], [OperatorSpec("RELU6", [0], [1])], s),
+        "LOGISTIC": (
+            [x, TensorSpec("y", s, u8, **_q(1 / 256, 0))],
+            [OperatorSpec("LOGISTIC", [0], [1])],
+            s,
+        ),
+        "MAX_POOL_2D": (
+            [x, TensorSpec("y", (1, 3, 3, 4), u8, **_q(0.05, 120))],
+            [OperatorSpec("MAX_POOL_2D", [0], [1], "Pool2DOptions", {"padding": "SAME", **pool})],
+            s,
+        ),
+        "AVERAGE_POOL_2D": (
+            [x, TensorSpec("y", (1, 3, 3, 4), u8, **_q(0.05, 120))],
+            [
+                OperatorSpec(
+                    "AVERAGE_POOL_2D", [0], [1], "Pool2DOptions", {"padding": "SAME", **pool}
+                )
+            ],
+            s,
+        ),
+        "MEAN": (
+            [x, axes, TensorSpec("y", (1, 1, 1, 4), u8, **_q(0.04, 100))],
+            [OperatorSpec("MEAN", [0, 1], [2], "ReducerOptions", {"keep_dims": True})],
+            s,
+        ),
+        "PAD": (
+            [
+                x,
+                TensorSpec("p", (4, 2), np.int32, pads),
+                TensorSpec("y", (1, 9, 9, 4), u8, **_q(0.05, 120)),
+            ],
+            [OperatorSpec("PAD", [0, 1], [2])],
+            s,
+        ),
+        "CONCATENATION": (
+            [
+                x,
+                TensorSpec("c", s, u8, other, **_q(0.02, 10)),
+                TensorSpec("y", (1, 6, 6, 8), u8, **_q(0.06, 110)),
+            ],
+            [OperatorSpec("CONCATENATION", [0, 1], [2], "ConcatenationOptions", {"axis": 3})],
+            s,
+        ),
+        "FULLY_CONNECTED": (
+            [
+                TensorSpec("x", (2, 24), u8, **_q(0.05, 120)),
+                TensorSpec("w", (5, 24), u8, w, **_q(0.01, 130)),
+                TensorSpec("b", (5,), np.int32, bias, **_q(0.0005, 0)),
+                TensorSpec("y", (2, 5), u8, **_q(0.2, 128)),
+            ],
+            [
+                OperatorSpec(
+                    "FULLY_CONNECTED",
+                    [0, 1, 2],
+                    [3],
+                    "FullyConnectedOptions",
+                    {"fused_activation_function": "RELU"},
+                )
+            ],  # fmt: skip
+            (2, 24),
+        ),
+        "QUANTIZE (requantize)": (
+            [x, TensorSpec("y", s, u8, **_q(0.07, 100))],
+            [OperatorSpec("QUANTIZE", [0], [1])],
+            s,
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_op_cases()))
+def test_single_operator_matches_litert(case: str) -> None:
+    interpreter, resolver = _litert()
+    tensors, ops, shape = _op_cases()[case]
+    out = ops[-1].outputs[0]
+    data = build_tflite(tensors, ops, [0], [out])
+    module = QuantizedTFLiteModule(TFLiteModel.from_bytes(data, source=case))
+    it = interpreter(model_content=data, experimental_op_resolver_type=resolver.BUILTIN_REF)
+    it.allocate_tensors()
+    codes = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    it.set_tensor(it.get_input_details()[0]["index"], codes)
+    it.invoke()
+    ref = it.get_tensor(it.get_output_details()[0]["index"])
+    ours = module.run(torch.from_numpy(codes))[module.output_name].numpy()
+    np.testing.assert_array_equal(ours, ref)
