@@ -1,0 +1,11 @@
+"""Training and fine-tuning: `train(load_config(...))` or `mobilenetv3 train ...`.
+
+Modules: `config` (every hyperparameter), `data` (ImageFolder, augmentation, resumable sampler),
+`optim` (TF-style RMSProp, weight-decay groups, lr schedule), `ema`, `checkpoint`,
+`distributed` (torchrun, CPU SyncBatchNorm), `loop` (the loop itself).
+"""
+
+from .config import ConfigError, TrainConfig, bundled_config, load_config
+from .loop import TrainResult, train
+
+__all__ = ["ConfigError", "TrainConfig", "TrainResult", "bundled_config", "load_config", "train"]

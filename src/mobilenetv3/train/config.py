@@ -1,0 +1,154 @@
+"""Every training hyperparameter in one dataclass; YAML/TOML files and CLI flags fill it.
+
+Why one flat dataclass: the resolved value of every knob is written to RUN_DIR/config.yaml, so a
+run is reproducible from that file alone, and a typo in a config file is an error rather than a
+silently ignored key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OPTIMIZERS = ("rmsprop_tf", "rmsprop", "sgd", "adamw")
+SCHEDULES = ("exponential", "cosine", "constant")
+AUGMENTS = ("inception", "randaugment", "none")
+AMP = ("none", "bf16")
+
+
+class ConfigError(ValueError):
+    """A config file or value that cannot be used (unknown key, bad value, unreadable file)."""
+
+
+@dataclass
+class TrainConfig:
+    """Defaults are the original recipe (see configs/slim_original.yaml for sources)."""
+
+    # model and data
+    model: str | None = "v3_large_1.0"
+    weights: str | None = None
+    data: str | None = None
+    val_data: str | None = None
+    output: str | None = None
+    num_classes: int | None = None  # None: the number of class folders
+    image_size: int = 224
+    eval_preprocess: str = "slim_eval"  # a preset of mobilenetv3.preprocess, resized to image_size
+    # schedule length
+    epochs: int = 1
+    batch_size: int = 32  # per process
+    max_steps: int | None = None
+    # optimiser
+    optimizer: str = "rmsprop_tf"
+    lr: float = 0.1
+    lr_reference_batch: int | None = 4096  # lr is for this global batch; scaled linearly
+    momentum: float = 0.9
+    rmsprop_decay: float = 0.9
+    eps: float = 0.002
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    nesterov: bool = False
+    weight_decay: float = 1e-5
+    regularize_depthwise: bool = False
+    # learning-rate schedule (epochs may be fractional)
+    schedule: str = "exponential"
+    warmup_epochs: float = 0.0
+    decay_factor: float = 0.99
+    decay_epochs: float = 3.0
+    staircase: bool = True
+    min_lr: float = 0.0
+    # regularisation
+    label_smoothing: float = 0.1
+    dropout: float = 0.2
+    bn_momentum: float = 0.01  # torch convention: 1 - TF decay
+    ema_decay: float = 0.9999  # 0 disables the EMA
+    ema_warmup: bool = True  # TF's num_updates: decay = min(decay, (1 + n) / (10 + n))
+    # augmentation
+    augment: str = "inception"
+    crop_area: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    crop_aspect: list[float] = field(default_factory=lambda: [0.75, 1.3333333])
+    flip: bool = True
+    color_distortion: bool = True
+    randaugment_ops: int = 2
+    randaugment_magnitude: int = 9
+    # execution
+    amp: str = "none"
+    freeze_backbone: bool = False
+    cache_features: bool = True  # frozen backbone + augment none: run the backbone once
+    sync_bn: bool = False
+    seed: int = 0
+    num_workers: int = 0
+    checkpoint_every: int = 0  # steps; 0: only at each epoch end
+    log_every: int = 10
+    progress: bool = True
+    plot: bool = True
+
+    def validate(self) -> TrainConfig:
+        choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "augment": AUGMENTS, "amp": AMP}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {allowed}")
+        positive = ("epochs", "batch_size", "image_size")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.data is None or self.output is None:
+            raise ConfigError("data (--data TRAIN_DIR) and output (--output RUN_DIR) are required")
+        if self.model is None and self.weights is None:
+            raise ConfigError("give a model name (--model) or weights to infer it from")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """A YAML (.yaml/.yml) or TOML (.toml) mapping."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config {path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of key: value")
+    return data
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any], source: str = "config") -> TrainConfig:
+    """`overrides` over `base` over the defaults; unknown keys are errors."""
+    known = {f.name for f in fields(TrainConfig)}
+    values = {**base, **overrides}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) in {source}: {', '.join(unknown)}; "
+            f"known keys: {', '.join(sorted(known))}"
+        )
+    return TrainConfig(**values)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """The config of a run: file (if any), then keyword overrides; validated."""
+    base = read_file(path) if path is not None else {}
+    return merge(base, overrides, source=str(path or "overrides")).validate()
+
+
+def bundled_config(name: str) -> Path:
+    """Path of a config shipped in the package (`slim_original`, `finetune_modern`)."""
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{name.removesuffix('.yaml')}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no bundled config {name!r}")
+    return path
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
