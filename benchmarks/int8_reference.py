@@ -73,7 +73,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=0, help="use only the first N photos")
     parser.add_argument("--batch", type=int, default=25)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (1 is fastest on a busy machine)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from ai_edge_litert.interpreter import OpResolverType
 
