@@ -108,16 +108,30 @@ class LiteRTRunner(Runner):
         self.input = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]
         self.output = "probabilities" if "Softmax" in self.out["name"] else "logits"
+        self.fixed_batch = False
 
-    def _resize(self, batch: int) -> None:
-        if self.input["shape"][0] != batch:
-            shape = [batch, *self.input["shape"][1:]]
+    def _resize(self, batch: int) -> bool:
+        """Resize the input batch; False where the file fixes it (the official files reshape
+        to [1, 1001]), after restoring the original shape."""
+        shape = list(self.input["shape"])
+        if shape[0] == batch:
+            return True
+        if self.fixed_batch:
+            return False
+        try:
+            self.interpreter.resize_tensor_input(self.input["index"], [batch, *shape[1:]])
+            self.interpreter.allocate_tensors()
+        except RuntimeError:
+            self.fixed_batch = True
             self.interpreter.resize_tensor_input(self.input["index"], shape)
             self.interpreter.allocate_tensors()
-            self.input = self.interpreter.get_input_details()[0]
+            return False
+        self.input = self.interpreter.get_input_details()[0]
+        return True
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        self._resize(x.shape[0])
+        if not self._resize(x.shape[0]):
+            return np.concatenate([self(x[i : i + 1]) for i in range(x.shape[0])])
         nhwc = np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))
         self.interpreter.set_tensor(self.input["index"], _quantize(nhwc, self.input))
         self.interpreter.invoke()
