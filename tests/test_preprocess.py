@@ -22,6 +22,7 @@ from mobilenetv3.preprocess import (
     preprocess_image,
     resize_bilinear_tf,
     resize_bilinear_tf1,
+    tf_resize_bilinear_hwc,
     to_uint8_nhwc,
 )
 
@@ -91,6 +92,9 @@ def test_bilinear_matches_numpy_reference(size_in, size_out, half_pixel) -> None
     got = fn(torch.from_numpy(img).permute(2, 0, 1), size_out).permute(1, 2, 0).numpy()
     want = np_resize_bilinear(img, *size_out, half_pixel=half_pixel)
     np.testing.assert_allclose(got, want, atol=2e-6)
+    got_np = tf_resize_bilinear_hwc(img, size_out, half_pixel=half_pixel)
+    assert got_np.dtype == np.float32 and got_np.shape == (*size_out, 3)
+    np.testing.assert_allclose(got_np, want, atol=2e-6)
 
 
 def test_bilinear_hand_values() -> None:
@@ -303,3 +307,14 @@ def test_litert_small_uint8_reproduces_readme_top1(shared: Path) -> None:
         correct += pred == synset_to_index(f.name.split("_")[0], 1001)
     top1 = 100.0 * correct / len(files)
     assert abs(top1 - 76.9) <= 0.3 + 1e-9, f"top-1 {top1:.1f} vs README 76.9"
+
+
+def test_uint8_gather_then_scale_is_bit_identical() -> None:
+    """Gathering uint8 pixels before the 1/255 scaling must not change any number."""
+    rng = np.random.default_rng(5)
+    u8 = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    as_float = u8.astype(np.float32) * np.float32(1.0 / 255.0)
+    for half_pixel in (True, False):
+        a = tf_resize_bilinear_hwc(u8, (24, 31), half_pixel, scale=1.0 / 255.0)
+        b = tf_resize_bilinear_hwc(as_float, (24, 31), half_pixel)
+        assert np.array_equal(a, b)
