@@ -1,7 +1,7 @@
 """`mobilenetv3 <command>`: each command is one module of `mobilenetv3.commands`.
 
 A command module has `HELP` (one line), `configure(parser)` and `run(args) -> int`; adding a
-module adds the command. Heavy imports stay inside `run`, so `--help` is instant.
+module adds the command. Heavy imports (engines, exporters) stay inside `run`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mobilenetv3", description="MobileNetV3 with TF-slim numerics: models, weights, tools."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+    found = sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name)
+    for info in (i for i in found if not i.name.startswith("_")):  # _common: shared helpers
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         command = sub.add_parser(info.name, help=module.HELP, description=module.HELP)
         module.configure(command)

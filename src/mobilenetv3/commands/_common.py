@@ -1,0 +1,37 @@
+"""What several commands share: building the model a user named, writing JSON atomically."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, weights_required: bool) -> None:
+    parser.add_argument("--weights", required=weights_required,
+                        help="TF checkpoint, release .tgz, .tflite or .safetensors")  # fmt: skip
+    parser.add_argument("--model", help="variant name (default: read from the weights)")
+
+
+def load_model(args: argparse.Namespace):  # -> MobileNet
+    from .. import create_model
+
+    if args.weights is None and args.model is None:
+        raise ValueError("give --weights (or --model for random weights)")
+    if args.weights is None:
+        print(f"warning: {args.model} has random weights (no --weights given)", file=sys.stderr)
+    return create_model(args.model, weights=args.weights).eval()
+
+
+def write_json_atomic(path: str | Path, document: Any) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(document, indent=2))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,70 @@
+"""`mobilenetv3 evaluate DATA --weights W`: top-1/top-5 through the chosen engine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._common import add_model_arguments, load_model, write_json_atomic
+
+HELP = "accuracy on an ImageNet-layout folder, a flat <synset>_x.JPEG folder or a list file"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="image folder (synset or class sub-folders, or flat) or list")
+    add_model_arguments(parser, weights_required=True)
+    parser.add_argument("--engine", default="torch",
+                        choices=("torch", "torch_compile", "onnxruntime", "litert"))  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=2, help="decoding threads")
+    parser.add_argument("--threads", type=int, default=None, help="engine threads")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="count and skip unreadable images instead of stopping")  # fmt: skip
+    parser.add_argument("--json", metavar="PATH", help="write the full results here (atomically)")
+
+
+def engine_forward(engine: str, model, weights: str | None, threads: int | None, batch: int):
+    """A forward function for the chosen engine; LiteRT runs a .tflite as it is."""
+    from ..evaluate import torch_forward
+
+    if engine == "torch":
+        return torch_forward(model)
+    from ..engines import make_runner
+
+    source = weights if engine == "litert" and str(weights).endswith(".tflite") else model
+    size = model_image_size(model)
+    runner = make_runner(engine, source, threads=threads or 2, batch_size=batch, image_size=size)
+    return lambda images: runner(images.numpy())
+
+
+def model_image_size(model) -> tuple[int, int]:
+    from ..evaluate import model_preprocess
+
+    return tuple(model_preprocess(model).image_size)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..datasets import list_samples
+    from ..evaluate import evaluate, model_labels, model_preprocess
+
+    model = load_model(args)
+    labels = model_labels(model)
+    samples = list_samples(args.data, labels=labels, num_classes=model.num_classes)
+    samples = samples[: args.limit] if args.limit else samples
+    forward = engine_forward(args.engine, model, args.weights, args.threads, args.batch_size)
+    result = evaluate(forward, samples, preprocess=model_preprocess(model), labels=labels,
+                      batch_size=args.batch_size, workers=args.workers,
+                      skip_bad=args.skip_bad)  # fmt: skip
+    result |= {"model": model.variant.name, "weights": args.weights, "engine": args.engine,
+               "data": args.data}  # fmt: skip
+    print(f"{model.variant.name} on {args.data} via {args.engine}: top1 {result['top1']:.2f}  "
+          f"top5 {result['top5']:.2f}  ({result['images']} images, "
+          f"{result['images_per_s']:.1f} img/s)")  # fmt: skip
+    for bad in result["skipped"]:
+        print(f"skipped {bad['path']}: {bad['error']}", file=sys.stderr)
+    for c in result["top_confusions"][:5]:
+        print(f"  confused {c['true']} -> {c['predicted']} ({c['count']}x)")
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 0

@@ -1,0 +1,107 @@
+"""Accuracy of a model (through any engine) on labelled images: what `evaluate` prints."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .datasets import ImageDataset, make_loader
+from .labels import imagenet_labels
+from .preprocess import SLIM_EVAL, Preprocess
+
+Forward = Callable[[torch.Tensor], torch.Tensor | np.ndarray]
+
+
+def model_preprocess(model: nn.Module) -> Preprocess:
+    """The preprocessing stored with the weights, else slim's evaluation recipe."""
+    stored = getattr(model, "pretrained_info", {}).get("preprocess")
+    return Preprocess.from_dict(stored) if stored else SLIM_EVAL
+
+
+def model_labels(model: nn.Module) -> list[str]:
+    """Class names: stored with the weights, else ImageNet's for 1000/1001 classes."""
+    stored = getattr(model, "pretrained_info", {}).get("labels")
+    if stored:
+        return list(stored)
+    if model.num_classes in (1000, 1001):
+        return imagenet_labels(model.num_classes)
+    return [str(i) for i in range(model.num_classes)]
+
+
+def torch_forward(model: nn.Module) -> Forward:
+    model.eval()
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(images)
+
+    return forward
+
+
+def evaluate(
+    forward: Forward,
+    samples: Sequence[tuple[Path, int]],
+    *,
+    preprocess: Preprocess = SLIM_EVAL,
+    labels: Sequence[str] | None = None,
+    batch_size: int = 50,
+    workers: int = 2,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """top-1/top-5 in percent, per-class accuracy and the most frequent confusions."""
+    loader = make_loader(ImageDataset(samples, preprocess, skip_bad), batch_size, workers)
+    predictions, targets, skipped = [], [], []
+    start = time.perf_counter()
+    for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+        skipped += [{"path": bad.path, "error": bad.error} for bad in batch.skipped]
+        if len(batch.labels):
+            scores = torch.as_tensor(np.asarray(forward(batch.images)))
+            predictions.append(scores.topk(5, dim=1).indices)
+            targets.append(batch.labels)
+    seconds = time.perf_counter() - start
+    if not predictions:
+        raise ValueError("no image could be evaluated (all were skipped as unreadable)")
+    return summarize(torch.cat(predictions), torch.cat(targets), labels, skipped, seconds)
+
+
+def summarize(
+    top5: torch.Tensor,
+    targets: torch.Tensor,
+    labels: Sequence[str] | None,
+    skipped: list[dict],
+    seconds: float,
+) -> dict[str, Any]:
+    hit1 = top5[:, 0] == targets
+    hit5 = (top5 == targets[:, None]).any(1)
+    name = (lambda i: labels[i]) if labels else str
+    per_class: dict[str, list[int]] = {}
+    for target, hit in zip(targets.tolist(), hit1.tolist(), strict=True):
+        per_class.setdefault(name(target), []).append(hit)
+    confusions = Counter(
+        (name(t), name(p)) for t, p in zip(targets.tolist(), top5[:, 0].tolist(), strict=True)
+        if t != p
+    )
+    n = len(targets)
+    return {
+        "top1": 100.0 * hit1.float().mean().item(),
+        "top5": 100.0 * hit5.float().mean().item(),
+        "images": n,
+        "skipped": skipped,
+        "seconds": seconds,
+        "images_per_s": n / seconds if seconds else None,
+        "per_class_top1": {k: 100.0 * sum(v) / len(v) for k, v in sorted(per_class.items())},
+        "top_confusions": [
+            {"true": t, "predicted": p, "count": c} for (t, p), c in confusions.most_common(10)
+        ],
+        "predictions": top5[:, 0].tolist(),
+        "targets": targets.tolist(),
+    }
