@@ -30,7 +30,7 @@ class TrainConfig:
     """Defaults are the original recipe (see configs/slim_original.yaml for sources)."""
 
     # model and data
-    model: str | None = "v3_large_1.0"
+    model: str | None = None  # None: inferred from `weights`
     weights: str | None = None
     data: str | None = None
     val_data: str | None = None
@@ -133,7 +133,18 @@ def merge(base: dict[str, Any], overrides: dict[str, Any], source: str = "config
             f"unknown config key(s) in {source}: {', '.join(unknown)}; "
             f"known keys: {', '.join(sorted(known))}"
         )
-    return TrainConfig(**values)
+    return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Numbers written as text (YAML 1.1 reads `1e-8` as a string) become the field's type."""
+    kind = str(TrainConfig.__dataclass_fields__[key].type).split(" |")[0]
+    if value is None or kind not in ("float", "int") or isinstance(value, bool):
+        return value
+    try:
+        return float(value) if kind == "float" else int(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: expected a number, got {value!r}") from exc
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
