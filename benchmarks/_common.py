@@ -1,0 +1,77 @@
+"""What the benchmark scripts share: published top-1 figures, the results folder, chart style.
+
+Published figures are labelled with their source and never mixed with measured ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# MobileNetV2 (slim `mobilenet_v2` README checkpoint table, float, 224).
+_V2_PUBLISHED = {"v2_1.4": 75.0, "v2_1.0": 71.8, "v2_0.75": 69.8, "v2_0.5": 65.4, "v2_0.35": 60.3}
+# The official 8-bit files in shared/pretrained (shared/README.md).
+OFFICIAL_UINT8 = {
+    "v3-small_224_1.0_uint8.tflite": ("v3_small_1.0", 64.9),
+    "v3-large-minimalistic_224_1.0_uint8.tflite": ("v3_large_minimalistic_1.0", 71.3),
+}
+FAMILIES = {"V2": "v2_", "V3-Large": "v3_large_", "V3-Small": "v3_small_"}
+
+
+def published_top1() -> dict[str, dict[str, Any]]:
+    """name -> {"top1", "source"}: the seed README rows (figures.json "readme") and V2's table.
+
+    The README's 0.75 rows are the finegrain models; they are keyed by that name.
+    """
+    from mobilenetv3.reference import shared_dir
+
+    out = {name: {"top1": top1, "source": "MobileNetV2 slim README"}
+           for name, top1 in _V2_PUBLISHED.items()}  # fmt: skip
+    shared = shared_dir()
+    if shared is not None:
+        figures = json.loads((shared / "reference" / "figures.json").read_text())
+        for name, entry in figures.items():
+            if isinstance(entry, dict) and "readme" in entry:
+                out[name] = {"top1": entry["readme"]["top1"], "source": "MobileNetV3 slim README"}
+    return out
+
+
+def family_of(name: str) -> str | None:
+    """V2 / V3-Large / V3-Small for the depth-multiplier lines; None for other variants."""
+    if "minimalistic" in name or "detection" in name:
+        return None
+    return next((family for family, prefix in FAMILIES.items() if name.startswith(prefix)), None)
+
+
+def write_json(path: Path, document: Any) -> Path:
+    """Atomic JSON write (results are read by other scripts and charts)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=2))
+    tmp.replace(path)
+    return path
+
+
+def new_figure(size: tuple[float, float] = (8.0, 5.0)) -> tuple[Any, Any]:
+    """A figure of exactly size x 100 dpi pixels (no tight bbox, so tests can check it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size, dpi=100)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

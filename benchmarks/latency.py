@@ -1,0 +1,222 @@
+"""CPU latency of every engine on the deployed variants, in one run, with the official uint8
+.tflite files through LiteRT as the anchor.
+
+Batch 1 at 224x224, 1 and 2 threads, median and p90 per engine (torch eager, torch.compile,
+ONNX Runtime, LiteRT on our float export), the ratio to the fastest engine per row; then a
+batch-32 throughput table; a torch.profiler note on eager; JSON and a latency-vs-top-1 PNG
+(published top-1, labelled so) in benchmarks/results/.
+
+Run: `.venv/bin/python benchmarks/latency.py [--quick]` (full ~10 min on 2 cores, quick ~2).
+torch.compile compiles once per model (~15-60 s on 2 cores), so the full run compiles only the
+1.0 models unless `--compile-all`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (
+    OFFICIAL_UINT8,
+    RESULTS,
+    family_of,
+    new_figure,
+    published_top1,
+    save_figure,
+    write_json,
+)
+
+import mobilenetv3
+from mobilenetv3.engines import KINDS, benchmark, format_table
+
+MULTIPLIERS = ("0.35", "0.5", "0.75", "1.0")
+# The released V3 0.75 models are the finegrain ones (figures.json "readme").
+FULL_MODELS = [f"v2_{m}" for m in MULTIPLIERS] + [
+    f"v3_{size}_{m}{'_finegrain' if m == '0.75' else ''}"
+    for size in ("large", "small") for m in MULTIPLIERS
+] + ["v3_large_minimalistic_1.0", "v3_small_minimalistic_1.0"]  # fmt: skip
+QUICK_MODELS = ["v2_1.0", "v3_large_1.0", "v3_small_1.0"]
+
+
+def run_latency(models: list[str], engines: list[str], threads: list[int], *, warmup: int,
+                iters: int, compile_models: set[str]) -> list[dict]:  # fmt: skip
+    """Batch-1 rows for our models, then the official files through LiteRT."""
+    rows = []
+    for name in models:
+        model = mobilenetv3.create_model(name).eval()
+        chosen = [e for e in engines if e != "torch_compile" or name in compile_models]
+        for row in benchmark(model, chosen, threads=threads, warmup=warmup, iters=iters):
+            rows.append({"model": name, **row})
+        print(f"  measured {name}", flush=True)
+    rows += official_rows(threads, batch=1, warmup=warmup, iters=iters)
+    return rows
+
+
+def official_rows(threads: list[int], *, batch: int, warmup: int, iters: int) -> list[dict]:
+    """The anchor: the official uint8 files in LiteRT (XNNPACK), same inputs and threads."""
+    from mobilenetv3.reference import shared_dir
+
+    shared = shared_dir()
+    if shared is None:
+        return []
+    rows = []
+    for filename, (variant, _) in OFFICIAL_UINT8.items():
+        path = shared / "pretrained" / filename
+        for row in benchmark(path, ["litert"], threads=threads, batch_size=batch, warmup=warmup,
+                             iters=iters):  # fmt: skip
+            rows.append({"model": f"{variant} (official uint8)", **row, "engine": "litert uint8"})
+    return rows
+
+
+def run_throughput(models: list[str], engines: list[str], threads: int, *, iters: int,
+                   compile_models: set[str]) -> list[dict]:  # fmt: skip
+    """Batch 32: images per second at the highest thread count."""
+    rows = []
+    for name in models:
+        model = mobilenetv3.create_model(name).eval()
+        chosen = [e for e in engines if e != "torch_compile" or name in compile_models]
+        for row in benchmark(model, chosen, threads=[threads], batch_size=32, warmup=2,
+                             iters=iters):  # fmt: skip
+            rows.append({"model": name, **row})
+    rows += official_rows([threads], batch=32, warmup=1, iters=max(2, iters // 2))
+    return rows
+
+
+def profile_eager(name: str = "v3_large_1.0", top: int = 8) -> dict[str, Any]:
+    """Where eager time goes: torch.profiler self-CPU top ops, training graph (BN, F.pad,
+    slim's 4-op hard-swish) vs the deployment graph the torch runner uses."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from mobilenetv3.export.onnx import export_graph
+
+    model = mobilenetv3.create_model(name).eval()
+    x = torch.rand(1, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    out = {}
+    graphs = {"training graph": model, "deployment graph": export_graph(model, (224, 224))}
+    for label, graph in graphs.items():
+        graph = graph.to(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            for _ in range(3):
+                graph(x)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(10):
+                    graph(x)
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in events) or 1.0
+        out[label] = {
+            "ms_per_image": total / 10 / 1e3,
+            "top_ops": [{"op": e.key, "share": e.self_cpu_time_total / total,
+                         "calls_per_image": e.count / 10} for e in events[:top]],
+        }  # fmt: skip
+    return out
+
+
+def fastest(rows: list[dict], model: str, threads: int, engines: set[str]) -> dict | None:
+    pool = [r for r in rows if r["model"] == model and r["threads"] == threads
+            and r["engine"] in engines]  # fmt: skip
+    return min(pool, key=lambda r: r["median_ms"]) if pool else None
+
+
+def checks(rows: list[dict], models: list[str], threads: list[int]) -> list[str]:
+    """The two questions of the issue, answered per model at each thread count."""
+    lines = []
+    for n in threads:
+        wins = slow = 0
+        for name in models:
+            best = fastest(rows, name, n, {"torch", "torch_compile", "onnxruntime"})
+            ours = fastest(rows, name, n, {"litert"})
+            eager, ort = fastest(rows, name, n, {"torch"}), fastest(rows, name, n, {"onnxruntime"})
+            if best and ours:
+                wins += best["median_ms"] <= ours["median_ms"]
+            if eager and ort:
+                slow += eager["median_ms"] > 1.5 * ort["median_ms"]
+        lines.append(f"{n} thread(s): fastest non-LiteRT engine at least as fast as LiteRT on our "
+                     f"float export for {wins}/{len(models)} models; torch eager more than 1.5x "
+                     f"ONNX Runtime for {slow}/{len(models)} models")  # fmt: skip
+    return lines
+
+
+def latency_chart(rows: list[dict], published: dict[str, dict], path: Path,
+                  threads: int = 1) -> Path:  # fmt: skip
+    """Latency (fastest engine per model, batch 1) vs published top-1; a line per family."""
+    fig, ax = new_figure()
+    for family in ("V2", "V3-Large", "V3-Small"):
+        points = []
+        for name in {r["model"] for r in rows if family_of(r["model"]) == family}:
+            best = fastest(rows, name, threads, {"torch", "torch_compile", "onnxruntime", "litert"})
+            if best and name in published:
+                points.append((best["median_ms"], published[name]["top1"], name))
+        points.sort()
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=family)
+            for ms, top1, name in points:
+                ax.annotate(name.split("_")[-1 if "finegrain" not in name else -2], (ms, top1),
+                            textcoords="offset points", xytext=(4, -10), fontsize=7)  # fmt: skip
+    for r in rows:
+        base = r["model"].removesuffix(" (official uint8)")
+        if r["threads"] == threads and r["engine"] == "litert uint8":
+            top1 = next(t for _, (v, t) in OFFICIAL_UINT8.items() if v == base)
+            ax.plot(r["median_ms"], top1, "k*", markersize=10)
+            ax.annotate(f"{base} uint8 (official file)", (r["median_ms"], top1), fontsize=7,
+                        textcoords="offset points", xytext=(5, 3))  # fmt: skip
+    ax.set_xlabel(f"latency, ms (batch 1, 224x224, {threads} CPU thread(s), fastest engine)")
+    ax.set_ylabel("ImageNet top-1, % (published figures)")
+    ax.set_title("MobileNet CPU latency vs published top-1")
+    ax.legend(loc="lower right")
+    return save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 models, fewer iterations")
+    parser.add_argument("--compile-all", action="store_true",
+                        help="torch.compile every model (slow), not only the 1.0 ones")
+    parser.add_argument("--engines", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--output", type=Path, default=RESULTS / "latency.json")
+    args = parser.parse_args(argv)
+
+    models = QUICK_MODELS if args.quick else FULL_MODELS
+    warmup, iters = (3, 15) if args.quick else (5, 30)
+    compile_models = set(models) if args.compile_all else (
+        {"v3_small_1.0"} if args.quick else {m for m in models if m.endswith("_1.0")}
+    )
+    print(f"latency: {len(models)} models, engines {args.engines}, threads {args.threads}, "
+          f"{iters} timed runs after {warmup} warm-up; torch.compile for {sorted(compile_models)}")
+    rows = run_latency(models, args.engines, args.threads, warmup=warmup, iters=iters,
+                       compile_models=compile_models)  # fmt: skip
+    print("\nBatch 1, 224x224 (x fastest = median over the fastest engine of that model/threads)")
+    print(format_table(rows))
+    top_threads = max(args.threads)
+    throughput = run_throughput(models, args.engines, top_threads, iters=3 if args.quick else 5,
+                                compile_models=compile_models)  # fmt: skip
+    print(f"\nBatch 32 throughput, {top_threads} thread(s)")
+    print(format_table(throughput))
+    answers = checks(rows, models, args.threads)
+    print("\n" + "\n".join(answers))
+    prof = profile_eager()
+    print("\nEager profile, v3_large_1.0, batch 1, channels_last, current threads:")
+    for label, entry in prof.items():
+        ops = ", ".join(f"{o['op']} {o['share']:.0%}" for o in entry["top_ops"][:6])
+        print(f"  {label}: {entry['ms_per_image']:.1f} ms self-CPU/image; {ops}")
+    published = published_top1()
+    chart = latency_chart(rows, published, args.output.with_suffix(".png"), min(args.threads))
+    write_json(args.output, {
+        "quick": args.quick, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "python": platform.python_version(), "load_average": os.getloadavg(),
+        "latency_batch1": rows, "throughput_batch32": throughput, "checks": answers,
+        "profile": prof, "published_top1": published,
+    })  # fmt: skip
+    print(f"\nwrote {args.output} and {chart}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

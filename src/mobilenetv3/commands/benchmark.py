@@ -1,0 +1,35 @@
+"""`mobilenetv3 benchmark --model NAME | --weights W [--engines ...] [--threads ...]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_model_arguments
+
+HELP = "CPU latency of one model on each inference engine (median, p90, ratio to fastest)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser, weights_required=False)
+    parser.add_argument("--engines", nargs="+", default=["torch", "onnxruntime", "litert"],
+                        help="of torch, torch_compile (adds a one-off compile), onnxruntime, "
+                             "litert")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1],
+                        help="thread counts to time, e.g. 1 2")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--image-size", nargs=2, type=int, default=(224, 224), metavar=("H", "W"))
+    parser.add_argument("--iters", type=int, default=30, help="timed runs per engine")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engines import benchmark, format_table
+    from ._common import load_model
+
+    model = load_model(args)
+    rows = benchmark(model, args.engines, threads=args.threads, batch_size=args.batch_size,
+                     image_size=tuple(args.image_size), warmup=args.warmup,
+                     iters=args.iters)  # fmt: skip
+    name = model.variant.name
+    print(format_table([{"model": name, **row} for row in rows]))
+    return 0

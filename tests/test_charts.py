@@ -1,0 +1,54 @@
+"""The benchmark charts render from tiny inputs to PNGs of the expected pixel size."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+latency = pytest.importorskip("latency")
+macs_vs_top1 = pytest.importorskip("macs_vs_top1")
+pytest.importorskip("matplotlib")
+
+PUBLISHED = {"v3_large_1.0": {"top1": 75.2, "source": "t"}, "v3_small_1.0": {"top1": 67.5,
+             "source": "t"}, "v2_1.0": {"top1": 71.8, "source": "t"}}  # fmt: skip
+
+
+def _row(model: str, engine: str, ms: float, threads: int = 1) -> dict:
+    return {"model": model, "engine": engine, "threads": threads, "batch": 1, "median_ms": ms,
+            "p90_ms": ms * 1.1, "iters": 3, "images_per_s": 1e3 / ms}  # fmt: skip
+
+
+def test_latency_chart(tmp_path: Path) -> None:
+    rows = [_row("v3_large_1.0", "torch", 9.0), _row("v3_large_1.0", "litert", 7.0),
+            _row("v3_small_1.0", "onnxruntime", 3.0), _row("v2_1.0", "torch", 8.0),
+            _row("v3_small_1.0 (official uint8)", "litert uint8", 2.0)]  # fmt: skip
+    path = latency.latency_chart(rows, PUBLISHED, tmp_path / "latency.png")
+    with Image.open(path) as image:
+        assert image.size == (800, 500)
+    lines = latency.checks(rows, ["v3_large_1.0"], [1])
+    assert "0/1 models" in lines[0]  # torch (9 ms) slower than LiteRT (7 ms)
+
+
+def test_latency_table_ratios() -> None:
+    from mobilenetv3.engines import format_table
+
+    table = format_table([_row("m", "torch", 10.0), _row("m", "litert", 5.0)])
+    assert "2.00x" in table and "1.00x" in table
+
+
+def test_macs_chart_and_measured(tmp_path: Path) -> None:
+    (tmp_path / "eval.json").write_text(json.dumps({"rows": [{"model": "v3_small_1.0",
+                                                              "top1": 0.771}]}))  # fmt: skip
+    measured = macs_vs_top1.measured_top1(tmp_path)
+    assert measured["v3_small_1.0"]["top1"] == pytest.approx(77.1)
+    rows = macs_vs_top1.variant_figures(["v3_small_1.0", "v2_1.0"])
+    assert rows[0]["macs"] == 56_511_424  # figures.json, slim's count
+    path = macs_vs_top1.macs_chart(rows, PUBLISHED, measured, tmp_path / "macs.png")
+    with Image.open(path) as image:
+        assert image.size == (900, 600)
