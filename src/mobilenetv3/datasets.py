@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -238,7 +239,8 @@ def collate_skip_none(items: Sequence[Item | BadSample | None]) -> Batch:
         if it is None or isinstance(it, BadSample)
     ]
     if good:
-        images = torch.stack([g[0] for g in good])
+        # numpy stack: single-threaded, so decode threads never wake torch's OpenMP pool
+        images = torch.from_numpy(np.stack([g[0].numpy() for g in good]))
     else:
         images = torch.empty((0, 3, 0, 0), dtype=torch.float32)
     labels = torch.tensor([g[1] for g in good], dtype=torch.int64)
