@@ -30,10 +30,12 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 class HardSwish(nn.Module):
-    """Slim's `x * relu6(x + 3) * (1/6)`, multiplication order included."""
+    """Slim's `x * relu6(x + 3) * (1/6)`. PyTorch's fused kernel divides by 6 instead of
+    multiplying by float32(1/6): the same value up to the last bit, in one pass over memory
+    instead of four (a quarter of eager CPU time went to these elementwise passes)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * F.relu6(x + 3.0) * (1.0 / 6.0)
+        return F.hardswish(x)
 
 
 class SlimHardSigmoid(nn.Module):

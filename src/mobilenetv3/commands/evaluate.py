@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ._common import add_model_arguments, load_model, write_json_atomic
@@ -17,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         choices=("torch", "torch_compile", "onnxruntime", "litert"))  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2, help="decoding threads")
-    parser.add_argument("--threads", type=int, default=None, help="engine threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="engine threads (default: half the cores; decoding uses the rest)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--skip-bad", action="store_true",
                         help="count and skip unreadable images instead of stopping")  # fmt: skip
@@ -25,16 +27,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def engine_forward(engine: str, model, weights: str | None, threads: int | None, batch: int):
-    """A forward function for the chosen engine; LiteRT runs a .tflite as it is."""
-    from ..evaluate import torch_forward
-
-    if engine == "torch":
-        return torch_forward(model)
+    """A forward function for the chosen engine (torch: the BN-folded deployment graph);
+    LiteRT runs a .tflite as it is."""
     from ..engines import make_runner
 
     source = weights if engine == "litert" and str(weights).endswith(".tflite") else model
     size = model_image_size(model)
-    runner = make_runner(engine, source, threads=threads or 2, batch_size=batch, image_size=size)
+    threads = threads or max(1, (os.cpu_count() or 2) // 2)
+    runner = make_runner(engine, source, threads=threads, batch_size=batch, image_size=size)
     return lambda images: runner(images.numpy())
 
 
