@@ -6,13 +6,22 @@ Published figures are labelled with their source and never mixed with measured o
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+# torch's OpenMP pool spin-waits between ops by default; on a shared machine (other processes
+# on the same cores) that made 2-thread eager 2-5x slower than 1 thread (measured here:
+# v3_small 27-59 ms vs 11.5 ms). Scripts import this module before torch, so PASSIVE applies;
+# run with OMP_WAIT_POLICY=ACTIVE to measure torch's default.
+OMP_WAIT_POLICY = os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# MobileNetV2 (slim `mobilenet_v2` README checkpoint table, float, 224).
-_V2_PUBLISHED = {"v2_1.4": 75.0, "v2_1.0": 71.8, "v2_0.75": 69.8, "v2_0.5": 65.4, "v2_0.35": 60.3}
+# MobileNetV2 (slim `mobilenet_v2` README checkpoint table, float, 224). Its multipliers < 1
+# keep the 1280-wide last layer: their published MACs (209, 97, 59 M) are the finegrain ones.
+_V2_PUBLISHED = {"v2_1.4": 75.0, "v2_1.0": 71.8, "v2_0.75_finegrain": 69.8,
+                 "v2_0.5_finegrain": 65.4, "v2_0.35_finegrain": 60.3}  # fmt: skip
 # The official 8-bit files in shared/pretrained (shared/README.md).
 OFFICIAL_UINT8 = {
     "v3-small_224_1.0_uint8.tflite": ("v3_small_1.0", 64.9),

@@ -39,7 +39,7 @@ def measured_top1(folder: Path) -> dict[str, dict[str, Any]]:
         if isinstance(node, dict):
             name = node.get("model") or node.get("variant")
             top1 = node.get("top1", node.get("top1_percent"))
-            if isinstance(name, str) and isinstance(top1, int | float) and name in NAMES:
+            if isinstance(name, str) and isinstance(top1, int | float):
                 found[name] = {"top1": top1 * 100 if top1 <= 1 else top1, "source": source}
             for value in node.values():
                 visit(value, source)
@@ -55,9 +55,6 @@ def measured_top1(folder: Path) -> dict[str, dict[str, Any]]:
         except (json.JSONDecodeError, OSError):
             continue
     return found
-
-
-NAMES = set(mobilenetv3.list_models())
 
 
 def macs_chart(rows: list[dict], published: dict[str, dict], measured: dict[str, dict],
@@ -87,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=RESULTS / "macs_vs_top1.json")
     args = parser.parse_args(argv)
-    rows = variant_figures(mobilenetv3.list_models())
     published, measured = published_top1(), measured_top1(RESULTS)
+    names = list(dict.fromkeys([*mobilenetv3.list_models(), *published]))
+    rows = variant_figures(names)
     chart = macs_chart(rows, published, measured, args.output.with_suffix(".png"))
     for r in rows:
         r["published_top1"] = published.get(r["model"])

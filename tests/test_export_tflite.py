@@ -28,7 +28,7 @@ ALLOWED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "HARD_SWISH", "ADD", "MUL", "AVER
 
 
 def _size(name: str) -> tuple[int, int]:
-    return (224, 224) if name in FULL_SIZE else (96, 96)
+    return (224, 224) if name in FULL_SIZE else (64, 64)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ every call where it differs.
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import time
@@ -214,17 +215,21 @@ def make_runner(
 # -- latency ------------------------------------------------------------------------------------
 
 
-def time_runner(runner: Runner, x: np.ndarray, *, warmup: int = 5, iters: int = 30) -> dict:
-    """Median and p90 wall time of `iters` calls after `warmup` untimed ones, in ms."""
-    for _ in range(warmup):
-        runner(x)
-    times = []
+def time_runners(runners: list[Runner], x: np.ndarray, *, warmup: int = 5,
+                 iters: int = 30) -> list[dict]:  # fmt: skip
+    """Median and p90 wall time (ms) per runner, timed round-robin (one call of each in turn)
+    after `warmup` untimed calls each, so every engine sees the same background load."""
+    for runner in runners:
+        for _ in range(warmup):
+            runner(x)
+    times: list[list[float]] = [[] for _ in runners]
     for _ in range(iters):
-        start = time.perf_counter()
-        runner(x)
-        times.append((time.perf_counter() - start) * 1e3)
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
-            "iters": iters}  # fmt: skip
+        for runner, samples in zip(runners, times, strict=True):
+            start = time.perf_counter()
+            runner(x)
+            samples.append((time.perf_counter() - start) * 1e3)
+    return [{"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)),
+             "iters": iters} for t in times]  # fmt: skip
 
 
 def _files_for(model: nn.Module, engines: list[str], image_size: tuple, folder: Path) -> dict:
@@ -242,6 +247,24 @@ def _files_for(model: nn.Module, engines: list[str], image_size: tuple, folder: 
     return files
 
 
+def _runners(source: dict[str, ModelOrPath], engines: list[str], threads: list[int],
+             batch_size: int, image_size: tuple) -> list[Runner]:  # fmt: skip
+    """A runner per (engine, threads); torch runners share one model (and one compile)."""
+    runners = []
+    for engine in engines:
+        base = None
+        for n in threads:
+            if base is not None and engine in ("torch", "torch_compile"):
+                runner = copy.copy(base)  # torch sets its thread count per call
+                runner.threads = n
+            else:
+                runner = make_runner(engine, source[engine], threads=n, batch_size=batch_size,
+                                     image_size=image_size)  # fmt: skip
+            base = base or runner
+            runners.append(runner)
+    return runners
+
+
 def benchmark(
     model_or_path: ModelOrPath,
     engines: list[str] | tuple[str, ...] = KINDS,
@@ -253,25 +276,17 @@ def benchmark(
     iters: int = 30,
 ) -> list[dict]:
     """One row per (engine, threads): median/p90 ms of a `batch_size` batch, images/s."""
-    image_size = tuple(image_size)
+    image_size, engines, threads = tuple(image_size), list(engines), list(threads)
     x = np.random.default_rng(0).uniform(-1, 1, (batch_size, 3, *image_size)).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="mobilenetv3-bench-") as tmp:
-        files = {}
+        source = dict.fromkeys(engines, model_or_path)
         if isinstance(model_or_path, nn.Module):
-            files = _files_for(model_or_path, list(engines), image_size, Path(tmp))
-        rows = []
-        for engine in engines:
-            source = files.get(engine, model_or_path)
-            runner = None
-            for n in threads:
-                if runner is None or engine not in ("torch", "torch_compile"):
-                    runner = make_runner(engine, source, threads=n, batch_size=batch_size,
-                                         image_size=image_size)  # fmt: skip
-                runner.threads = n  # torch sets it per call; the others were made with it
-                timing = time_runner(runner, x, warmup=warmup, iters=iters)
-                rows.append({"engine": engine, "threads": n, "batch": batch_size, **timing,
-                             "images_per_s": batch_size * 1e3 / timing["median_ms"]})  # fmt: skip
-    return rows
+            source |= _files_for(model_or_path, engines, image_size, Path(tmp))
+        runners = _runners(source, engines, threads, batch_size, image_size)
+        timings = time_runners(runners, x, warmup=warmup, iters=iters)
+    return [{"engine": r.kind, "threads": r.threads, "batch": batch_size, **t,
+             "images_per_s": batch_size * 1e3 / t["median_ms"]}
+            for r, t in zip(runners, timings, strict=True)]  # fmt: skip
 
 
 def format_table(rows: list[dict], group: tuple[str, ...] = ("model", "threads")) -> str:
