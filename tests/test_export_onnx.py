@@ -60,9 +60,26 @@ def test_graph_uses_native_ops_only(exported: dict, name: str) -> None:
         assert ops["HardSwish"] > 0 and ops["HardSigmoid"] == 8
         gate = next(n for n in graph.graph.node if n.op_type == "HardSigmoid")
         attrs = {a.name: a.f for a in gate.attribute}
-        assert attrs == pytest.approx({"alpha": 0.16667, "beta": 0.50001})
+        assert attrs == pytest.approx({"alpha": 1 / 6, "beta": 0.5})
+        scale = next(n for n in graph.graph.node if gate.output[0] in n.input)
+        assert scale.op_type == "Mul"  # by 1.00002, slim's ceiling of the gate
     if name == "v2_1.0":
         assert ops["HardSwish"] == ops["HardSigmoid"] == 0
+
+
+def test_official_weights_on_a_photo(shared: Path, tmp_path: Path) -> None:
+    """Real weights saturate SE gates (where slim's gate is 1.00002, not 1): still <= 1e-4."""
+    from mobilenetv3.preprocess import load_image, preprocess_image
+
+    weights = shared / "pretrained" / "v3-small_224_1.0_uint8.tflite"
+    model = mobilenetv3.create_model(weights=weights)
+    export_onnx(model, tmp_path / "m.onnx")
+    photo = sorted((shared / "images" / "imagenet-samples").iterdir())[0]
+    x = preprocess_image(load_image(photo))[None]
+    with torch.no_grad():
+        expected = model(x).numpy()
+    out = make_runner("onnxruntime", tmp_path / "m.onnx", threads=1)(x.numpy())
+    assert np.abs(out - expected).max() <= 1e-4
 
 
 def test_static_batch_and_softmax(tmp_path: Path) -> None:
