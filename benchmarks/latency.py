@@ -91,8 +91,8 @@ def run_throughput(models: list[str], engines: list[str], threads: int, *, iters
 
 
 def profile_eager(name: str = "v3_large_1.0", top: int = 8) -> dict[str, Any]:
-    """Where eager time goes: torch.profiler self-CPU top ops, training graph (BN, F.pad,
-    slim's 4-op hard-swish) vs the deployment graph the torch runner uses."""
+    """Where eager time goes: torch.profiler self-CPU top ops, training graph (BatchNorm ops,
+    F.pad from x.shape) vs the deployment graph the torch runner uses (folded, static pads)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 

@@ -78,6 +78,9 @@ class TorchRunner(Runner):
         self.model = graph.eval().to(memory_format=torch.channels_last)
         if compile:
             self.kind = "torch_compile"
+            # Every MobileNet shares one forward code object, and dynamo caches per code
+            # object: after 8 models it stops compiling (recompile_limit) and runs eager.
+            torch._dynamo.reset()
             self.model = torch.compile(self.model, dynamic=False)
             # compile now, not in the first timed call
             self(np.zeros((batch_size, 3, *self.image_size), np.float32))
