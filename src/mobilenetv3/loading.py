@@ -189,6 +189,13 @@ def read_slim_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
         return _tar_slim_state(path)
     if path.suffix.lower() == ".safetensors":
         raise WeightsError("internal: safetensors files are loaded by load_safetensors")
+    if path.suffix.lower() in (".onnx", ".pt2"):
+        raise WeightsError(
+            f"{path} is a deployment file ({path.suffix}, e.g. an int8 quantized model), not "
+            "float weights: give a TF checkpoint, .tgz, .tflite or .safetensors, or run the file "
+            "in its engine (`mobilenetv3 evaluate DATA --weights FILE --engine onnxruntime` "
+            "for .onnx, `--engine torch` for .pt2; `mobilenetv3.quantize.int8_runner`)"
+        )
     from .formats.tensorbundle import CheckpointReader
 
     with CheckpointReader(path) as reader:

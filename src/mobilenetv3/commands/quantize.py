@@ -1,0 +1,39 @@
+"""`mobilenetv3 quantize --weights W --calibration DIR --format onnx|pt2 --output PATH`."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_model_arguments
+
+HELP = "int8 post-training quantization calibrated on real photos (ONNX Runtime .onnx, torch .pt2)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser, weights_required=True)
+    parser.add_argument("--calibration", required=True, metavar="DIR",
+                        help="folder of calibration photos (keep them out of evaluation)")
+    parser.add_argument("--num-images", type=int, default=500,
+                        help="calibration photos used, spread over the folder (default 500)")
+    parser.add_argument("--subset", choices=("all", "odd", "even"), default="all",
+                        help="odd/even: only photos of odd/even class index (labelled folders), "
+                             "so the other half stays unseen for evaluation")  # fmt: skip
+    parser.add_argument("--format", required=True, choices=("onnx", "pt2"),
+                        help="onnx: ONNX Runtime QDQ; pt2: torch.export int8 Q/DQ program")
+    parser.add_argument("--method", choices=("percentile", "entropy", "minmax"),
+                        help="ONNX activation calibration (default: percentile 99.999)")
+    parser.add_argument("--output", required=True, help="int8 file to write (atomically)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..quantize import quantize_folder
+    from ._common import load_model
+
+    if args.num_images is not None and args.num_images < 1:
+        raise ValueError("--num-images must be positive")
+    options = {"method": args.method} if args.method else {}
+    path = quantize_folder(load_model(args), args.calibration, args.output, args.format,
+                           num_images=args.num_images, subset=args.subset,
+                           **options)  # fmt: skip
+    print(f"wrote int8 {args.format} -> {path}")
+    return 0

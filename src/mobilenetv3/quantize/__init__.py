@@ -1,0 +1,77 @@
+"""int8 post-training quantization (ONNX Runtime, PyTorch FX -> torch.export) and running the files.
+
+    from mobilenetv3.quantize import quantize_folder, int8_runner
+    quantize_folder("v3-small.tflite", "photos/", "small_int8.onnx", "onnx", num_images=500)
+    runner = int8_runner("small_int8.onnx", threads=2)      # engines.Runner: NCHW -> logits
+
+Formats: `onnx` (QDQ: int8 per-channel weights, uint8 per-tensor activations, ONNX Runtime
+static quantization on our export), `pt2` (torch.export program quantized by PT2E with the
+x86 qconfig, saved with `torch.export.save`; see `ptq_torch` for why not PT2E here). An int8
+TFLite writer is not part of this package yet: the official uint8 .tflite files run as they
+are (`int8_runner(path)` / LiteRT).
+Calibration photos are preprocessed exactly as for evaluation; keep them disjoint from the
+photos the int8 model is then evaluated on (`calibration.split_samples`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from .calibration import MIN_IMAGES, CalibrationError, calibration_paths, load_batch, split_samples
+from .files import Int8FileError, Int8Model, int8_forward, int8_runner, is_quantized_file, load_int8
+
+FORMATS = ("onnx", "pt2")
+
+__all__ = [
+    "FORMATS",
+    "MIN_IMAGES",
+    "CalibrationError",
+    "Int8FileError",
+    "Int8Model",
+    "calibration_paths",
+    "int8_forward",
+    "int8_runner",
+    "is_quantized_file",
+    "load_batch",
+    "load_int8",
+    "quantize_model",
+    "quantize_folder",
+    "split_samples",
+]
+
+
+def quantize_model(model: nn.Module, images: np.ndarray, output: str | os.PathLike, fmt: str,
+                   **options: Any) -> Path:  # fmt: skip
+    """Quantize a float `model` with calibration `images` (NCHW float32, preprocessed) into
+    `output` as `fmt`; `options` go to the format's quantizer (e.g. `method=` for onnx)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"int8 format {fmt!r} is not supported: use one of {', '.join(FORMATS)}")
+    if len(images) < MIN_IMAGES:
+        raise CalibrationError(f"{len(images)} calibration images; give at least {MIN_IMAGES}")
+    size = tuple(images.shape[-2:])
+    if fmt == "onnx":
+        from .ptq_onnx import quantize_onnx
+
+        return quantize_onnx(model, output, images, image_size=size, **options)
+    from .ptq_torch import quantize_pt2
+
+    return quantize_pt2(model, output, images, **options)
+
+
+def quantize_folder(weights: Any, calibration: str | os.PathLike, output: str | os.PathLike,
+                    fmt: str, *, num_images: int | None = 500, subset: str = "all",
+                    **options: Any) -> Path:  # fmt: skip
+    """`mobilenetv3 quantize`: float weights (any file `create_model` reads, or a model) and a
+    folder of calibration photos -> an int8 file."""
+    from ..evaluate import model_preprocess
+    from ..factory import create_model
+
+    model = weights if isinstance(weights, nn.Module) else create_model(weights=weights)
+    paths = calibration_paths(calibration, num_images, subset)
+    images = load_batch(paths, model_preprocess(model))
+    return quantize_model(model.eval(), images, output, fmt, **options)

@@ -1,0 +1,166 @@
+"""Recognising and running int8 files (.onnx QDQ, .pt2 PT2E, .tflite int8/uint8).
+
+An int8 file is not a set of float weights: `create_model` refuses .onnx / .pt2 files, and
+`evaluate --weights <int8 file>` comes here instead. Every file this package writes carries a
+small JSON note (variant, classes, preprocessing, calibration) so evaluation can label and
+preprocess without the float weights; `Int8Model` is that note in the shape `evaluate` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..engines import LiteRTRunner, OnnxRuntimeRunner, Runner
+
+METADATA_KEY = "mobilenetv3"  # ONNX metadata_props key; pt2 extra file name
+ENGINE_OF = {".onnx": ("onnxruntime",), ".pt2": ("torch", "torch_compile"), ".tflite": ("litert",)}
+
+
+class Int8FileError(ValueError):
+    """An int8 file used where it cannot be: says which engine runs it."""
+
+
+@dataclass
+class Int8Model:
+    """What `evaluate` needs of a model (name, classes, preprocessing) for an int8 file."""
+
+    path: Path
+    num_classes: int = 1001
+    name: str = "int8"
+    pretrained_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variant(self) -> SimpleNamespace:
+        return SimpleNamespace(name=self.name)
+
+
+def metadata(model: nn.Module, **extra: Any) -> dict[str, Any]:
+    """The note stored in a quantized file."""
+    info = getattr(model, "pretrained_info", {}) or {}
+    note = {"variant": f"{model.variant.name}_int8", "num_classes": model.num_classes}
+    if info.get("preprocess"):
+        note["preprocess"] = info["preprocess"]
+    if info.get("labels"):
+        note["labels"] = list(info["labels"])
+    return note | extra
+
+
+def _onnx_quantized(path: Path) -> bool:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(n.op_type in ("QuantizeLinear", "QLinearConv", "ConvInteger") for n in graph.node)
+
+
+def _tflite_quantized(path: Path) -> bool:
+    from ..formats.tflite import TFLiteModel
+
+    model = TFLiteModel.from_bytes(path.read_bytes(), source=str(path))
+    return any(t.dtype in (np.int8, np.uint8) for t in model.tensors)
+
+
+def _pt2_quantized(path: Path) -> bool:
+    program = torch.export.load(str(path))
+    return any("quantize" in str(node.target) for node in program.graph.nodes)
+
+
+def is_quantized_file(path: str | os.PathLike) -> bool:
+    """True for an 8-bit .onnx (Q/DQ or QLinear nodes), .tflite (8-bit tensors) or .pt2."""
+    path = Path(path)
+    check = {".onnx": _onnx_quantized, ".tflite": _tflite_quantized, ".pt2": _pt2_quantized}
+    suffix = path.suffix.lower()
+    return suffix in check and path.is_file() and check[suffix](path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON note of a file this package wrote ({} for other files)."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        props = onnx.load(str(path), load_external_data=False).metadata_props
+        return next((json.loads(p.value) for p in props if p.key == METADATA_KEY), {})
+    if path.suffix.lower() == ".pt2":
+        files = {METADATA_KEY: ""}
+        torch.export.load(str(path), extra_files=files)
+        return json.loads(files[METADATA_KEY] or "{}")
+    return {}
+
+
+def load_int8(path: str | os.PathLike) -> Int8Model:
+    """The `Int8Model` for an int8 file (variant and preprocessing from its note)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"int8 file not found: {path}")
+    note = read_metadata(path)
+    info = {k: note[k] for k in ("preprocess", "labels") if k in note}
+    info |= {"source": str(path), "format": f"int8 {path.suffix.lstrip('.')}"}
+    return Int8Model(path, int(note.get("num_classes", 1001)), note.get("variant", path.stem), info)
+
+
+class ExportedProgramRunner(Runner):
+    """A .pt2 program (PT2E int8 or float) run eagerly, or through inductor with `compile`:
+    inductor fuses the quantize/dequantize pairs into int8 kernels; eager runs them as is."""
+
+    kind = "torch"
+
+    def __init__(self, program_or_path: Any, threads: int, compile: bool = False,
+                 example: np.ndarray | None = None) -> None:  # fmt: skip
+        super().__init__(threads)
+        program = program_or_path
+        if isinstance(program_or_path, str | os.PathLike):
+            program = torch.export.load(str(program_or_path))
+        self.module = program.module() if hasattr(program, "module") else program
+        if compile:
+            self.kind = "torch_compile"
+            self.module = torch.compile(self.module, dynamic=False)
+            if example is not None:
+                self(example)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.no_grad():
+            return self.module(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+
+
+def int8_runner(
+    path: str | os.PathLike,
+    engine: str | None = None,
+    *,
+    threads: int = 2,
+    batch_size: int = 1,
+    image_size: tuple[int, int] = (224, 224),
+) -> Runner:
+    """A runner for an int8 file in its engine (default: the first that runs its format)."""
+    path = Path(path)
+    engines = ENGINE_OF.get(path.suffix.lower())
+    if engines is None:
+        raise Int8FileError(f"{path}: not an int8 file (.onnx, .pt2 or .tflite)")
+    engine = engine or engines[0]
+    if engine not in engines:
+        raise Int8FileError(f"{path.name} runs in {' or '.join(engines)}, not {engine}: "
+                            f"use --engine {engines[0]}")  # fmt: skip
+    if engine == "onnxruntime":
+        return OnnxRuntimeRunner(path, threads)
+    if engine == "litert":
+        return LiteRTRunner(path, threads)
+    example = np.zeros((batch_size, 3, *image_size), np.float32)
+    return ExportedProgramRunner(path, threads, engine == "torch_compile", example)
+
+
+def int8_forward(engine: str, path: str | os.PathLike, threads: int | None, batch: int,
+                 image_size: tuple[int, int] = (224, 224)):  # -> evaluate.Forward
+    """A forward function over torch batches for `evaluate` (see `commands/evaluate.py`)."""
+    runner = int8_runner(path, engine, threads=threads or 2, batch_size=batch,
+                         image_size=image_size)  # fmt: skip
+    return lambda images: runner(images.numpy())
