@@ -115,3 +115,24 @@ def test_torch_pt2_int8_runs_and_agrees(small, split, tmp_path):
     x = images[:8]
     agree = (runner(x).argmax(1) == reference(x).argmax(1)).mean()
     assert agree >= 0.75
+
+
+def test_qat_trains_a_few_steps_and_converts(tmp_path):
+    import torch
+
+    from mobilenetv3.quantize.qat import prepare_qat, save_qat
+
+    model = mobilenetv3.create_model("v3_small_0.35", num_classes=10)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 3, 64, 64)).astype(np.float32)
+    prepared = prepare_qat(model, x[:2])
+    optimizer = torch.optim.SGD(prepared.parameters(), lr=0.01)
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(prepared(torch.from_numpy(x)),
+                                                 torch.tensor([0, 1, 2, 3]))  # fmt: skip
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.isfinite(loss)
+    path = save_qat(prepared, tmp_path / "qat.pt2", x[:2], model)
+    assert is_quantized_file(path)
+    assert int8_runner(path, "torch", threads=1)(x).shape == (4, 10)
