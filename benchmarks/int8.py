@@ -1,0 +1,166 @@
+"""Float vs int8 per engine: latency (batch 1 and 32, 1 and 2 threads) and top-1, in one run.
+
+Models (V3-Small 1.0 from the official uint8 file's weights unless --weights): float and
+ONNX Runtime int8 (QDQ, percentile calibration) in onnxruntime; our float export and the
+official uint8 file in LiteRT (XNNPACK); float and int8 .pt2 (FX x86 Q/DQ program) in torch
+eager, and with --inductor both through torch.compile (compiling the int8 program takes
+minutes on 2 cores). Calibration: the odd-label sample photos; top-1: the even-label ones
+(disjoint). Engines are timed round-robin (`engines.time_runners`) so they share the load.
+
+Run: `.venv/bin/python benchmarks/int8.py [--quick] [--inductor]`; writes
+benchmarks/results/int8.{json,png} and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np  # (does not start torch's thread pool)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, new_figure, save_figure, write_json  # sets OMP_WAIT_POLICY first
+
+import mobilenetv3
+from mobilenetv3.datasets import list_samples
+from mobilenetv3.engines import Runner, make_runner, time_runners
+from mobilenetv3.quantize import int8_runner, load_batch, quantize_model, split_samples
+from mobilenetv3.reference import shared_dir
+
+OFFICIAL = "v3-small_224_1.0_uint8.tflite"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", help=f"float weights (default: shared/pretrained/{OFFICIAL})")
+    parser.add_argument("--quick", action="store_true", help="64 calibration, 100 eval photos")
+    parser.add_argument("--inductor", action="store_true", help="also time torch.compile")
+    return parser.parse_args()
+
+
+def photos(quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    samples = list_samples(shared_dir() / "images" / "imagenet-samples")
+    calibrate, evaluate = split_samples(samples, "odd"), split_samples(samples, "even")
+    if quick:
+        calibrate, evaluate = calibrate[::7][:64], evaluate[::5][:100]
+    split = {"calibration": f"{len(calibrate)} odd-label photos",
+             "evaluation": f"{len(evaluate)} even-label photos"}  # fmt: skip
+    labels = np.array([y for _, y in evaluate])
+    calibration = load_batch([p for p, _ in calibrate])
+    return calibration, load_batch([p for p, _ in evaluate]), labels, split
+
+
+def build_files(model: Any, calibration: np.ndarray, folder: Path) -> dict[str, Path]:
+    from mobilenetv3.export import export
+
+    files = {"official": shared_dir() / "pretrained" / OFFICIAL}
+    for fmt in ("onnx", "tflite"):
+        files[f"float_{fmt}"] = folder / f"float.{fmt}"
+        export(model, files[f"float_{fmt}"], fmt, dynamic_batch=True, check=False)
+    files["int8_onnx"] = quantize_model(model, calibration, folder / "int8.onnx", "onnx")
+    files["int8_pt2"] = quantize_model(model, calibration, folder / "int8.pt2", "pt2")
+    return files
+
+
+def runners(model: Any, files: dict[str, Path], threads: int, batch: int,
+            inductor: bool) -> dict[tuple[str, str], Runner]:  # fmt: skip
+    """(engine, precision) -> runner."""
+    out = {
+        ("onnxruntime", "float"): make_runner("onnxruntime", files["float_onnx"], threads=threads),
+        ("onnxruntime", "int8"): int8_runner(files["int8_onnx"], threads=threads),
+        ("litert", "float"): make_runner("litert", files["float_tflite"], threads=threads),
+        ("litert", "official uint8"): make_runner("litert", files["official"], threads=threads),
+        ("torch", "float"): make_runner("torch", model, threads=threads),
+        ("torch", "int8"): int8_runner(files["int8_pt2"], "torch", threads=threads),
+    }
+    if inductor:
+        out[("torch_compile", "float")] = make_runner("torch_compile", model, threads=threads,
+                                                      batch_size=batch)  # fmt: skip
+        out[("torch_compile", "int8")] = int8_runner(files["int8_pt2"], "torch_compile",
+                                                     threads=threads, batch_size=batch)  # fmt: skip
+    return out
+
+
+def top1(runner: Runner, images: np.ndarray, labels: np.ndarray) -> float:
+    preds = np.concatenate([runner(images[i : i + 50]).argmax(1)
+                            for i in range(0, len(images), 50)])  # fmt: skip
+    return 100.0 * float((preds == labels).mean())
+
+
+def latency_rows(model: Any, files: dict, args: argparse.Namespace) -> list[dict]:
+    rows = []
+    for batch in (1, 32):
+        x = np.random.default_rng(0).uniform(-1, 1, (batch, 3, 224, 224)).astype(np.float32)
+        iters = (3 if args.quick else 10) if batch == 32 else (10 if args.quick else 30)
+        for threads in (1, 2):
+            made = runners(model, files, threads, batch, args.inductor)
+            timed = time_runners(list(made.values()), x, warmup=2, iters=iters)
+            rows += [{"engine": e, "precision": p, "threads": threads, "batch": batch, **t}
+                     for (e, p), t in zip(made, timed, strict=True)]  # fmt: skip
+            print(f"timed batch {batch}, {threads} thread(s)", flush=True)
+    return rows
+
+
+def speedups(rows: list[dict]) -> None:
+    """Each row's speed-up over the float model of its engine at the same batch and threads."""
+    base = {(r["engine"], r["threads"], r["batch"]): r["median_ms"]
+            for r in rows if r["precision"] == "float"}  # fmt: skip
+    for r in rows:
+        r["speedup_vs_float"] = base[(r["engine"], r["threads"], r["batch"])] / r["median_ms"]
+
+
+def table(rows: list[dict], accuracy: dict[str, float]) -> str:
+    head = (f"{'engine':<14} {'precision':<15} {'thr':>3} {'batch':>5} {'median':>10} "
+            f"{'p90':>10} {'vs float':>8} {'top-1':>6}")  # fmt: skip
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        acc = accuracy.get(f"{r['engine']}/{r['precision']}", float("nan"))
+        lines.append(f"{r['engine']:<14} {r['precision']:<15} {r['threads']:>3} {r['batch']:>5} "
+                     f"{r['median_ms']:>8.2f}ms {r['p90_ms']:>8.2f}ms "
+                     f"{r['speedup_vs_float']:>7.2f}x {acc:>6.1f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def chart(rows: list[dict], path: Path) -> Path:
+    """Batch-1 median latency per engine and precision, one bar group per thread count."""
+    fig, ax = new_figure((9.0, 5.0))
+    keys = list(dict.fromkeys((r["engine"], r["precision"]) for r in rows))
+    for offset, threads in enumerate((1, 2)):
+        ms = [next(r["median_ms"] for r in rows if (r["engine"], r["precision"]) == k
+                   and r["threads"] == threads and r["batch"] == 1) for k in keys]  # fmt: skip
+        ax.bar(np.arange(len(keys)) + 0.4 * offset, ms, 0.4, label=f"{threads} thread(s)")
+    ax.set_xticks(np.arange(len(keys)) + 0.2, [f"{e}\n{p}" for e, p in keys], fontsize=7)
+    ax.set_ylabel("batch-1 median latency (ms)")
+    ax.set_title("V3-Small 1.0: float vs int8 per engine (CPU)")
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def main() -> int:
+    args = parse_args()
+    weights = args.weights or shared_dir() / "pretrained" / OFFICIAL
+    model = mobilenetv3.create_model(weights=weights)
+    calibration, images, labels, split = photos(args.quick)
+    with tempfile.TemporaryDirectory(prefix="mobilenetv3-int8-") as tmp:
+        files = build_files(model, calibration, Path(tmp))
+        accuracy = {f"{e}/{p}": top1(r, images, labels)
+                    for (e, p), r in runners(model, files, 2, 50, False).items()}  # fmt: skip
+        print("top-1:", {k: round(v, 1) for k, v in accuracy.items()}, flush=True)
+        rows = latency_rows(model, files, args)
+    speedups(rows)
+    for key in [k for k in accuracy if k.startswith("torch/")] if args.inductor else []:
+        accuracy[key.replace("torch/", "torch_compile/")] = accuracy[key]  # same program
+    print(f"\n{split['calibration']} calibrate, {split['evaluation']} evaluate (top-1 %)\n")
+    print(table(rows, accuracy))
+    document = {"weights": str(weights), "split": split, "top1": accuracy, "rows": rows,
+                "quick": args.quick}  # fmt: skip
+    print(f"\nwrote {write_json(RESULTS / 'int8.json', document)}, "
+          f"{chart(rows, RESULTS / 'int8.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
