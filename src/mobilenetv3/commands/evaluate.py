@@ -30,9 +30,9 @@ def engine_forward(engine: str, model, weights: str | None, threads: int | None,
     """A forward function for the chosen engine (torch: the BN-folded deployment graph);
     LiteRT runs a .tflite as it is."""
     from ..engines import make_runner
-    from ..quantize import int8_forward, is_quantized_file
+    from ..quantize import int8_forward, runs_only_in_engine
 
-    if weights is not None and is_quantized_file(weights):  # an int8 .onnx/.pt2/.tflite as is
+    if weights is not None and runs_only_in_engine(weights):  # an int8 .onnx/.pt2 as it is
         return int8_forward(engine, weights, threads, batch, model_image_size(model))
 
     source = weights if engine == "litert" and str(weights).endswith(".tflite") else model
@@ -51,9 +51,9 @@ def model_image_size(model) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     from ..datasets import list_samples
     from ..evaluate import evaluate, model_labels, model_preprocess
-    from ..quantize import is_quantized_file, load_int8
+    from ..quantize import load_int8, runs_only_in_engine
 
-    int8 = args.weights is not None and is_quantized_file(args.weights)
+    int8 = args.weights is not None and runs_only_in_engine(args.weights)
     model = load_int8(args.weights) if int8 else load_model(args)
     labels = model_labels(model)
     samples = list_samples(args.data, labels=labels, num_classes=model.num_classes)

@@ -23,7 +23,15 @@ import numpy as np
 from torch import nn
 
 from .calibration import MIN_IMAGES, CalibrationError, calibration_paths, load_batch, split_samples
-from .files import Int8FileError, Int8Model, int8_forward, int8_runner, is_quantized_file, load_int8
+from .files import (
+    Int8FileError,
+    Int8Model,
+    int8_forward,
+    int8_runner,
+    is_quantized_file,
+    load_int8,
+    runs_only_in_engine,
+)
 
 FORMATS = ("onnx", "pt2")
 
@@ -41,6 +49,7 @@ __all__ = [
     "load_int8",
     "quantize_model",
     "quantize_folder",
+    "runs_only_in_engine",
     "split_samples",
 ]
 

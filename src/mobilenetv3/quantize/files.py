@@ -81,6 +81,12 @@ def is_quantized_file(path: str | os.PathLike) -> bool:
     return suffix in check and path.is_file() and check[suffix](path)
 
 
+def runs_only_in_engine(path: str | os.PathLike) -> bool:
+    """An int8 .onnx / .pt2: no float weights to read, so `evaluate` runs the file itself.
+    (An 8-bit .tflite still loads as float weights, dequantized; LiteRT runs it as is.)"""
+    return Path(path).suffix.lower() in (".onnx", ".pt2") and is_quantized_file(path)
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON note of a file this package wrote ({} for other files)."""
     path = Path(path)
