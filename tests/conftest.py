@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from mobilenetv3.reference import ENV_VAR, shared_dir
 
@@ -14,3 +16,10 @@ def shared() -> Path:
     if path is None:
         pytest.skip(f"reference data not found: put ../shared beside the checkout or set {ENV_VAR}")
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist every worker is one process per core: more torch threads than cores make
+    OpenMP spin against the other worker (measured 5-10x slower on 2 cores)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)

@@ -181,6 +181,7 @@ def test_torch_export_and_compile(name):
         expected = model(x)
         exported = torch.export.export(model, (x,))
         torch.testing.assert_close(exported.module()(x), expected, atol=1e-4, rtol=1e-4)
+        torch._dynamo.reset()  # each variant compiles afresh, not as a recompile of the last
         compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
         torch.testing.assert_close(compiled(x), expected, atol=1e-4, rtol=1e-4)
 
