@@ -15,6 +15,7 @@ table covers those three. Engines are timed round-robin so they share the backgr
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -146,29 +147,39 @@ def checks(rows: list[dict], models: list[str], threads: list[int]) -> list[str]
     return lines
 
 
+def _best_point(rows: list[dict], name: str, threads: int, published: dict) -> tuple | None:
+    best = fastest(rows, name, threads, {"torch", "torch_compile", "onnxruntime", "litert"})
+    return (best["median_ms"], published[name]["top1"]) if best and name in published else None
+
+
 def latency_chart(rows: list[dict], published: dict[str, dict], path: Path,
                   threads: int = 1) -> Path:  # fmt: skip
-    """Latency (fastest engine per model, batch 1) vs published top-1; a line per family."""
+    """Latency (fastest engine per model, batch 1) vs published top-1: a line per family in
+    depth-multiplier order, minimalistic models and the official uint8 files as markers."""
+    from mobilenetv3.specs import parse_variant
+
     fig, ax = new_figure()
+    names = sorted({r["model"] for r in rows if r["engine"] != "litert uint8"})
     for family in ("V2", "V3-Large", "V3-Small"):
-        points = []
-        for name in {r["model"] for r in rows if family_of(r["model"]) == family}:
-            best = fastest(rows, name, threads, {"torch", "torch_compile", "onnxruntime", "litert"})
-            if best and name in published:
-                points.append((best["median_ms"], published[name]["top1"], name))
-        points.sort()
+        members = sorted((n for n in names if family_of(n) == family),
+                         key=lambda n: parse_variant(n).depth_multiplier)  # fmt: skip
+        points = [(p, n) for n in members if (p := _best_point(rows, n, threads, published))]
         if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=family)
-            for ms, top1, name in points:
-                ax.annotate(name.split("_")[-1 if "finegrain" not in name else -2], (ms, top1),
-                            textcoords="offset points", xytext=(4, -10), fontsize=7)  # fmt: skip
+            ax.plot([p[0] for p, _ in points], [p[1] for p, _ in points], "o-", label=family)
+        for (ms, top1), name in points:
+            ax.annotate(f"{parse_variant(name).depth_multiplier:g}", (ms, top1), fontsize=7,
+                        textcoords="offset points", xytext=(4, -10))  # fmt: skip
+    for name in (n for n in names if "minimalistic" in n):
+        if point := _best_point(rows, name, threads, published):
+            ax.plot(*point, "D", color="gray", markerfacecolor="none")
+            ax.annotate(name, point, fontsize=7, textcoords="offset points", xytext=(5, 3))
     for r in rows:
         base = r["model"].removesuffix(" (official uint8)")
         if r["threads"] == threads and r["engine"] == "litert uint8":
             top1 = next(t for _, (v, t) in OFFICIAL_UINT8.items() if v == base)
             ax.plot(r["median_ms"], top1, "k*", markersize=10)
-            ax.annotate(f"{base} uint8 (official file)", (r["median_ms"], top1), fontsize=7,
-                        textcoords="offset points", xytext=(5, 3))  # fmt: skip
+            ax.annotate(f"{base} uint8 (official file, LiteRT)", (r["median_ms"], top1),
+                        fontsize=7, textcoords="offset points", xytext=(5, 3))  # fmt: skip
     ax.set_xlabel(f"latency, ms (batch 1, 224x224, {threads} CPU thread(s), fastest engine)")
     ax.set_ylabel("ImageNet top-1, % (published figures)")
     ax.set_title("MobileNet CPU latency vs published top-1")
@@ -186,7 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", nargs="+", default=list(KINDS), choices=KINDS)
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--output", type=Path, default=RESULTS / "latency.json")
+    parser.add_argument("--chart-only", action="store_true",
+                        help="redraw the PNG from an existing --output JSON, measure nothing")
     args = parser.parse_args(argv)
+    if args.chart_only:
+        saved = json.loads(args.output.read_text())
+        print(latency_chart(saved["latency_batch1"], saved["published_top1"],
+                            args.output.with_suffix(".png"), min(args.threads)))
+        return 0
 
     models = QUICK_MODELS if args.quick else FULL_MODELS
     warmup, iters = (3, 15) if args.quick else (5, 30)

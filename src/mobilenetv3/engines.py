@@ -24,6 +24,11 @@ softmax (the official .tflite files). Argmax (top-1) is the same either way; off
 and our exports of 1001-class models both put background at index 0.
 `runner.threads` is the thread count; torch's is process-wide, so torch runners set it on
 every call where it differs.
+
+Latency: `benchmark(model_or_path, engines, threads=[1, 2], batch_size=1)` returns one row per
+(engine, threads) with median/p90 ms and images/s, timing the engines round-robin so they
+share the same background load; `format_table(rows)` prints them with the ratio to the fastest
+engine of each model and thread count (`mobilenetv3 benchmark`, benchmarks/latency.py).
 """
 
 from __future__ import annotations
