@@ -65,7 +65,7 @@ def evaluate(
         skipped += [{"path": bad.path, "error": bad.error} for bad in batch.skipped]
         if len(batch.labels):
             scores = torch.as_tensor(np.asarray(forward(batch.images)))
-            predictions.append(scores.topk(5, dim=1).indices)
+            predictions.append(scores.topk(min(5, scores.shape[1]), dim=1).indices)
             targets.append(batch.labels)
     seconds = time.perf_counter() - start
     if not predictions:

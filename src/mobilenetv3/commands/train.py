@@ -26,7 +26,7 @@ VALUE_FLAGS: dict[str, tuple[str, type]] = {
     "--num-workers": ("num_workers", int),
     "--amp": ("amp", str),
 }
-SWITCHES = {"--freeze-backbone": "freeze_backbone", "--sync-bn": "sync_bn"}
+SWITCHES = {"--freeze-backbone": "freeze_backbone", "--sync-bn": "sync_bn", "--qat": "qat"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -77,6 +77,9 @@ class TrainConfig:
     # execution
     amp: str = "none"
     freeze_backbone: bool = False
+    # Quantization-aware fine-tuning: train the BN-folded graph with fake-quantized weights and
+    # activations (FX, x86 int8 scheme), end with RUN_DIR/model_int8.pt2 instead of safetensors.
+    qat: bool = False
     cache_features: bool = True  # frozen backbone + augment none: run the backbone once
     sync_bn: bool = False
     seed: int = 0
@@ -99,6 +102,8 @@ class TrainConfig:
             raise ConfigError("data (--data TRAIN_DIR) and output (--output RUN_DIR) are required")
         if self.model is None and self.weights is None:
             raise ConfigError("give a model name (--model) or weights to infer it from")
+        if self.qat and self.freeze_backbone:
+            raise ConfigError("qat trains the whole fake-quantized graph: drop freeze_backbone")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -180,6 +181,11 @@ class Trainer:
     def _build_model(self) -> None:
         c, info = self.c, self.info
         self.model = build_model(c, self.num_classes).to(info.device)
+        if c.qat:
+            from ..quantize.qat import prepare_qat
+
+            self.float_model = self.model  # its variant and classes label the int8 file
+            self.model = prepare_qat(self.model, self._example()).to(info.device)
         self.ema = ModelEMA(self.model, c.ema_decay, c.ema_warmup) if c.ema_decay > 0 else None
         if c.sync_bn and info.distributed:
             convert_sync_batchnorm(self.model, info.device)
@@ -382,12 +388,22 @@ class Trainer:
             metrics = self.end_epoch(time.perf_counter() - start)
         return self.finish(metrics)
 
+    def _example(self) -> np.ndarray:
+        return np.zeros((2, 3, *self.preset.image_size), np.float32)
+
     def finish(self, metrics: dict[str, Any]) -> TrainResult:
-        path = self.run_dir / "model.safetensors"
+        path = self.run_dir / ("model_int8.pt2" if self.c.qat else "model.safetensors")
         if self.info.is_main:
             final = (self.ema.module if self.ema else self.model)
-            save_safetensors(final, path, extra={"labels": self.classes,
-                                                 "preprocess": self.preset.to_dict()})  # fmt: skip
+            if self.c.qat:
+                from ..quantize.qat import save_qat
+
+                self.float_model.pretrained_info = {"labels": self.classes,
+                                                    "preprocess": self.preset.to_dict()}
+                save_qat(final, path, self._example(), self.float_model)
+            else:
+                save_safetensors(final, path, extra={"labels": self.classes,
+                                                     "preprocess": self.preset.to_dict()})
             if self.c.plot:
                 plot_curves(self.run_dir / "log.jsonl", self.run_dir / "curves.png")
         barrier(self.info)
