@@ -671,8 +671,10 @@ class QuantizedTFLiteModule(torch.nn.Module):
             xc, ones = self._pool_windows(op, values[op.inputs[0]], 0.0)
             total = F.avg_pool2d(xc, kernel, stride, divisor_override=1).round().to(torch.int64)
             count = F.avg_pool2d(ones, kernel, stride, divisor_override=1).round().to(torch.int64)
-            # reference pooling.h: (acc + count / 2) / count, C++ integer division (acc >= 0)
-            avg = torch.div(total + count // 2, count, rounding_mode="trunc")
+            # reference pooling.h: (acc +- count / 2) / count, C++ integer division; the sign
+            # matters for int8 codes (uint8 sums are never negative)
+            half = torch.where(total < 0, -(count // 2), count // 2)
+            avg = torch.div(total + half, count, rounding_mode="trunc")
             values[op.outputs[0]] = avg.permute(0, 2, 3, 1).clamp(lo, hi)
 
         return step

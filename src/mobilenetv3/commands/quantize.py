@@ -1,4 +1,4 @@
-"""`mobilenetv3 quantize --weights W --calibration DIR --format onnx|pt2 --output PATH`."""
+"""`mobilenetv3 quantize --weights W --calibration DIR --format onnx|pt2|tflite --output PATH`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 
 from ._common import add_model_arguments
 
-HELP = "int8 post-training quantization calibrated on real photos (ONNX Runtime .onnx, torch .pt2)"
+HELP = ("int8 post-training quantization calibrated on real photos (ONNX Runtime .onnx, "
+        "torch .pt2, LiteRT .tflite)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,10 +19,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subset", choices=("all", "odd", "even"), default="all",
                         help="odd/even: only photos of odd/even class index (labelled folders), "
                              "so the other half stays unseen for evaluation")  # fmt: skip
-    parser.add_argument("--format", required=True, choices=("onnx", "pt2"),
-                        help="onnx: ONNX Runtime QDQ; pt2: torch.export int8 Q/DQ program")
+    parser.add_argument("--format", required=True, choices=("onnx", "pt2", "tflite"),
+                        help="onnx: ONNX Runtime QDQ; pt2: torch.export int8 Q/DQ program; "
+                             "tflite: int8 TFLite, float in/out")  # fmt: skip
     parser.add_argument("--method", choices=("percentile", "entropy", "minmax"),
-                        help="ONNX activation calibration (default: percentile 99.999)")
+                        help="activation calibration: onnx (default percentile 99.999) and "
+                             "tflite (percentile 99.99 or minmax)")  # fmt: skip
     parser.add_argument("--output", required=True, help="int8 file to write (atomically)")
 
 

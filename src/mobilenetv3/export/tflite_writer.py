@@ -42,10 +42,22 @@ _FUSED = {nn.ReLU: ("RELU", "Relu"), nn.ReLU6: ("RELU6", "Relu6")}
 
 
 @dataclass
+class Quantization:
+    """Affine quantization of a tensor (real = scale * (q - zero_point)); one entry per tensor,
+    or one per slice along `axis` (per-channel weights)."""
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int = 0
+
+
+@dataclass
 class _Tensor:
     name: str
     shape: tuple[int, ...]
     data: np.ndarray | None = None  # None: an activation
+    quantization: Quantization | None = None
+    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))  # of an activation
 
 
 @dataclass
@@ -55,6 +67,7 @@ class _Op:
     outputs: list[int]
     options: str | None = None  # a tflite.BuiltinOptions name, e.g. "Conv2DOptions"
     fields: dict[str, Any] = field(default_factory=dict)  # its fields, e.g. {"StrideH": 2}
+    version: int = 1  # the operator version the kernel registry is asked for (int8: higher)
 
 
 class Graph:
@@ -246,6 +259,7 @@ def _options(b: flatbuffers.Builder, name: str, fields: dict[str, Any]) -> int:
 _TYPES = {
     np.dtype(np.float32): tflite.TensorType.FLOAT32,
     np.dtype(np.int32): tflite.TensorType.INT32,
+    np.dtype(np.int8): tflite.TensorType.INT8,
 }
 
 
@@ -253,15 +267,28 @@ def _tensor(b: flatbuffers.Builder, t: _Tensor, buffer: int, signature: tuple | 
     name = b.CreateString(t.name)
     shape = _int_vector(b, t.shape)
     sig = _int_vector(b, signature) if signature else None
+    quant = _quantization(b, t.quantization) if t.quantization is not None else None
     tflite.TensorStart(b)
     tflite.TensorAddName(b, name)
     tflite.TensorAddShape(b, shape)
     if sig is not None:
         tflite.TensorAddShapeSignature(b, sig)
-    dtype = np.dtype(np.float32) if t.data is None else t.data.dtype
+    if quant is not None:
+        tflite.TensorAddQuantization(b, quant)
+    dtype = t.dtype if t.data is None else t.data.dtype
     tflite.TensorAddType(b, _TYPES[dtype])
     tflite.TensorAddBuffer(b, buffer)
     return tflite.TensorEnd(b)
+
+
+def _quantization(b: flatbuffers.Builder, q: Quantization) -> int:
+    scale = b.CreateNumpyVector(np.asarray(q.scale, np.float32).reshape(-1))
+    zero_point = b.CreateNumpyVector(np.asarray(q.zero_point, np.int64).reshape(-1))
+    tflite.QuantizationParametersStart(b)
+    tflite.QuantizationParametersAddScale(b, scale)
+    tflite.QuantizationParametersAddZeroPoint(b, zero_point)
+    tflite.QuantizationParametersAddQuantizedDimension(b, q.axis)
+    return tflite.QuantizationParametersEnd(b)
 
 
 def _operator(b: flatbuffers.Builder, op: _Op, opcode_index: int) -> int:
@@ -277,12 +304,12 @@ def _operator(b: flatbuffers.Builder, op: _Op, opcode_index: int) -> int:
     return tflite.OperatorEnd(b)
 
 
-def _opcode(b: flatbuffers.Builder, name: str) -> int:
+def _opcode(b: flatbuffers.Builder, name: str, version: int = 1) -> int:
     code = getattr(tflite.BuiltinOperator, name)
     tflite.OperatorCodeStart(b)
     tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))  # schema: 127 = see builtin_code
     tflite.OperatorCodeAddBuiltinCode(b, code)
-    tflite.OperatorCodeAddVersion(b, 1)
+    tflite.OperatorCodeAddVersion(b, version)
     return tflite.OperatorCodeEnd(b)
 
 
@@ -308,9 +335,9 @@ def serialize(g: Graph, output: int, description: str) -> bytes:
             index = len(buffers) - 1
         signature = (-1, *t.shape[1:]) if g.dynamic_batch and t.name == "input" else None
         tensors.append(_tensor(b, t, index, signature))
-    codes = list(dict.fromkeys(op.opcode for op in g.ops))
-    operators = [_operator(b, op, codes.index(op.opcode)) for op in g.ops]
-    opcodes = [_opcode(b, name) for name in codes]
+    codes = list(dict.fromkeys((op.opcode, op.version) for op in g.ops))
+    operators = [_operator(b, op, codes.index((op.opcode, op.version))) for op in g.ops]
+    opcodes = [_opcode(b, name, version) for name, version in codes]
     subgraph = _subgraph(b, tensors, operators, [0], [output])
     text = b.CreateString(description)
     vectors = {

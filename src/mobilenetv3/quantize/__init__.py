@@ -6,9 +6,10 @@
 
 Formats: `onnx` (QDQ: int8 per-channel weights, uint8 per-tensor activations, ONNX Runtime
 static quantization on our export), `pt2` (torch.export program quantized by PT2E with the
-x86 qconfig, saved with `torch.export.save`; see `ptq_torch` for why not PT2E here). An int8
-TFLite writer is not part of this package yet: the official uint8 .tflite files run as they
-are (`int8_runner(path)` / LiteRT).
+x86 qconfig, saved with `torch.export.save`; see `ptq_torch` for why not PT2E here), `tflite`
+(int8 per-channel weights, int8 activations, float input/output through QUANTIZE/DEQUANTIZE,
+written without TensorFlow: `export.tflite_int8`; runs in LiteRT). The official uint8 .tflite
+files run as they are (`int8_runner(path)` / LiteRT).
 Calibration photos are preprocessed exactly as for evaluation; keep them disjoint from the
 photos the int8 model is then evaluated on (`calibration.split_samples`).
 """
@@ -33,7 +34,7 @@ from .files import (
     runs_only_in_engine,
 )
 
-FORMATS = ("onnx", "pt2")
+FORMATS = ("onnx", "pt2", "tflite")
 
 __all__ = [
     "FORMATS",
@@ -67,6 +68,10 @@ def quantize_model(model: nn.Module, images: np.ndarray, output: str | os.PathLi
         from .ptq_onnx import quantize_onnx
 
         return quantize_onnx(model, output, images, image_size=size, **options)
+    if fmt == "tflite":
+        from ..export.tflite_int8 import export_tflite_int8
+
+        return export_tflite_int8(model, output, images, **options).path
     from .ptq_torch import quantize_pt2
 
     return quantize_pt2(model, output, images, **options)
