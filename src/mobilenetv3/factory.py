@@ -22,6 +22,7 @@ def create_model(
     weights: Any = None,
     features_only: bool = False,
     endpoints: list[str] | None = None,
+    int8: bool = False,
     **overrides: Any,
 ) -> nn.Module:
     """Build a variant by name (`v3_large_1.0`, `v3_small_0.75_finegrain`, `v2_1.4`, or a family
@@ -30,7 +31,11 @@ def create_model(
 
     `overrides`: `dropout`, `finegrain_classification_mode`, `min_depth`, `divisible_by`.
     `features_only=True` returns a backbone whose forward gives the slim endpoints by name.
+    `int8=True` (a uint8 .tflite, or a .tgz holding one) returns the integer reference path:
+    the file's quantized graph run as LiteRT's reference kernels run it (`quantized.py`).
     """
+    if int8:
+        return _int8_module(weights)
     if weights is not None:
         from .loading import load_pretrained
 
@@ -54,3 +59,20 @@ def build(name: str, *, num_classes: int = 1001, depth_multiplier: float | None 
     if variant_fields:
         variant = specs.replace(variant, **variant_fields)
     return MobileNet(variant, num_classes=num_classes, dropout=dropout)
+
+
+def _int8_module(weights: Any) -> nn.Module:
+    from pathlib import Path
+
+    from .formats.tflite import TFLiteModel
+    from .quantized import QuantizedTFLiteModule
+
+    if weights is None or not str(weights).endswith((".tflite", ".tgz", ".tar.gz")):
+        raise ValueError(f"int8=True runs a quantized .tflite (or a release .tgz holding one), "
+                         f"got {weights!r}")  # fmt: skip
+    if str(weights).endswith(".tflite"):
+        return QuantizedTFLiteModule(TFLiteModel.from_file(Path(weights))).eval()
+    from .formats.archive import read_tar_member
+
+    data = read_tar_member(weights, ".tflite")
+    return QuantizedTFLiteModule(TFLiteModel.from_bytes(data, source=str(weights))).eval()
