@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -177,3 +180,33 @@ def test_corrupt_checkpoint_on_resume(tmp_path: Path, shared: Path) -> None:
     assert done.returncode == 2
     assert "corrupt or unreadable" in done.stderr and "last.prev.pt" in done.stderr
     assert load_checkpoint(prev)["epoch"] == 1
+
+
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path: Path, shared: Path) -> None:
+    """A real SIGKILL while training: resume from the last checkpoint (at most
+    --checkpoint-every steps lost) ends exactly where an uninterrupted run ends."""
+    data = image_folder(tmp_path / "data", shared, 12, label=lambda i: f"c{i % 2}")
+    common = ["--data", str(data), *SMALL, "--batch-size", "4", "--epochs", "20",
+              "--checkpoint-every", "4", "--max-steps", "30", "--set", "log_every=1"]  # fmt: skip
+    whole = cli(*common, "--output", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    run = tmp_path / "cut"
+    process = subprocess.Popen([sys.executable, "-m", "mobilenetv3", "train", *common,
+                                "--output", str(run)], env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    log, deadline = run / "log.jsonl", time.monotonic() + 200
+    while process.poll() is None and time.monotonic() < deadline:
+        steps = [json.loads(line).get("step", 0) for line in log.read_text().splitlines()] if (
+            log.exists()) else [0]  # fmt: skip
+        if max(steps) >= 10:  # past the step-8 checkpoint, mid-epoch (3 steps per epoch)
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    killed_at = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
+    assert killed_at < 30
+    resumed = cli(*common, "--output", str(run), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _final_state(tmp_path / "whole"), _final_state(run)
+    for key in ("model", "ema", "optimizer", "scheduler", "ranks", "step", "epoch", "batch"):
+        _assert_identical(a[key], b[key], key)
