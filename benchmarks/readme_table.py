@@ -56,7 +56,7 @@ def rows(folders: list[Path], samples: list) -> list[dict]:
         measured = measure(weights, samples, "torch") if weights else None
         row = {"model": name, "file": filename, "kind": kind, "macs_m": count_macs(model) / 1e6,
                "params_m": count_params(model) / 1e6, "published_top1": published,
-               "measured_top1": measured}  # fmt: skip
+               "top1": measured}  # fmt: skip
         if weights and kind == "uint8":
             row["litert_top1"] = measure(weights, samples, "litert")
         out.append(row)
@@ -71,7 +71,7 @@ def markdown(table: list[dict]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in table:
-        measured = f"{r['measured_top1']:.1f}" if r["measured_top1"] is not None else "not here"
+        measured = f"{r['top1']:.1f}" if r['top1'] is not None else "not here"
         litert = f"{r['litert_top1']:.1f}" if "litert_top1" in r else ""
         lines.append(f"| `{r['file']}` | {r['macs_m']:.1f} | {r['params_m']:.2f} | "
                      f"{r['published_top1']:.1f} | {measured} | {litert} |")  # fmt: skip
