@@ -9,30 +9,17 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from export_helpers import VARIANTS, export_every_variant, export_size
 
 import mobilenetv3
 from mobilenetv3.engines import make_runner
 from mobilenetv3.export import example_input, export_onnx, randomize
 
-VARIANTS = mobilenetv3.list_models()[:12]
-FULL_SIZE = {"v3_large_1.0", "v3_small_1.0"}  # 224 for these, 64 for the rest
-
-
-def _size(name: str) -> tuple[int, int]:
-    return (224, 224) if name in FULL_SIZE else (64, 64)
-
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """name -> (model, path of a dynamic-batch export, export result)."""
     folder = tmp_path_factory.mktemp("onnx")
-    out = {}
-    for i, name in enumerate(VARIANTS):
-        model = randomize(mobilenetv3.create_model(name), seed=i)
-        path = folder / f"{name}.onnx"
-        out[name] = (model, path, export_onnx(model, path, image_size=_size(name),
-                                              dynamic_batch=True))  # fmt: skip
-    return out
+    return export_every_variant(folder, ".onnx", export_onnx, dynamic_batch=True)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -41,7 +28,7 @@ def test_matches_pytorch_batch_1_and_8(exported: dict, name: str) -> None:
     assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
     runner = make_runner("onnxruntime", path, threads=1)
     for batch in (1, 8):
-        x = example_input(_size(name), batch, seed=batch)
+        x = example_input(export_size(name), batch, seed=batch)
         with torch.no_grad():
             expected = model(x).numpy()
         assert np.abs(expected).max() > 1.0  # a meaningful check: logits far from 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from export_helpers import VARIANTS, export_every_variant, export_size
 
 import mobilenetv3
 from mobilenetv3.engines import make_runner
@@ -21,32 +22,20 @@ from mobilenetv3.export import (
 from mobilenetv3.formats.tflite import TFLiteModel
 from mobilenetv3.layers import ConvBNAct
 
-VARIANTS = mobilenetv3.list_models()[:12]
-FULL_SIZE = {"v3_large_1.0", "v3_small_1.0"}
 ALLOWED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "HARD_SWISH", "ADD", "MUL", "AVERAGE_POOL_2D",
                "RESHAPE", "SOFTMAX"}  # fmt: skip
 
 
-def _size(name: str) -> tuple[int, int]:
-    return (224, 224) if name in FULL_SIZE else (64, 64)
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    folder = tmp_path_factory.mktemp("tflite")
-    out = {}
-    for i, name in enumerate(VARIANTS):
-        model = randomize(mobilenetv3.create_model(name), seed=i)
-        path = folder / f"{name}.tflite"
-        out[name] = (model, path, export_tflite(model, path, image_size=_size(name)))
-    return out
+    return export_every_variant(tmp_path_factory.mktemp("tflite"), ".tflite", export_tflite)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_litert_matches_pytorch(exported: dict, name: str) -> None:
     model, path, result = exported[name]
     assert result.max_abs_diff <= 1e-4
-    x = example_input(_size(name), 2, seed=5)
+    x = example_input(export_size(name), 2, seed=5)
     with torch.no_grad():
         expected = model(x).numpy()
     assert np.abs(expected).max() > 1.0
@@ -58,7 +47,7 @@ def test_reader_reads_back_folded_weights(exported: dict, name: str) -> None:
     model, path, _ = exported[name]
     tfl = TFLiteModel.from_file(path)
     assert {op.opcode for op in tfl.operators} <= ALLOWED_OPS
-    assert tfl.tensors[tfl.inputs[0]].shape == (1, *_size(name), 3)
+    assert tfl.tensors[tfl.inputs[0]].shape == (1, *export_size(name), 3)
     scope = model.variant.spec.scope
     assert tfl.tensors[tfl.outputs[0]].name == f"{scope}/Logits/SpatialSqueeze"
     for layer in (m for m in model.modules() if isinstance(m, ConvBNAct)):
