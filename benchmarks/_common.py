@@ -57,11 +57,9 @@ def family_of(name: str) -> str | None:
 
 def write_json(path: Path, document: Any) -> Path:
     """Atomic JSON write (results are read by other scripts and charts)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2))
-    tmp.replace(path)
-    return path
+    from mobilenetv3.atomic import write_json as atomic_write  # torch loads after OMP_WAIT_POLICY
+
+    return atomic_write(path, document)
 
 
 def new_figure(size: tuple[float, float] = (8.0, 5.0)) -> tuple[Any, Any]:

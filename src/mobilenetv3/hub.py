@@ -11,6 +11,8 @@ import os
 import urllib.request
 from pathlib import Path
 
+from .atomic import atomic_output
+
 BASE = "https://storage.googleapis.com/mobilenet_v3/checkpoints/"
 
 # The six checkpoints of the seed README. sha256 values are pinned once verified against the
@@ -53,13 +55,9 @@ def download(name: str, directory: Path | None = None, *, allow_unverified: bool
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / filename
     if not target.exists():
-        tmp = target.with_name(f".{filename}.part{os.getpid()}")
-        try:
+        with atomic_output(target) as tmp:
             urllib.request.urlretrieve(BASE + filename, tmp)  # noqa: S310 - fixed https URL
             _verify(tmp, expected)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
     _verify(target, expected)
     return target
 

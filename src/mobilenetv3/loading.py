@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import specs
+from .atomic import atomic_output
 from .layers import BATCH_NORM_EPS
 from .model import MobileNet
 from .naming import slim_names, slim_shape
@@ -295,12 +296,8 @@ def save_safetensors(model: MobileNet, path: str | os.PathLike, extra: dict | No
     }
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

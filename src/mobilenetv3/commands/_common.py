@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from pathlib import Path
-from typing import Any
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, weights_required: bool) -> None:
@@ -24,14 +20,3 @@ def load_model(args: argparse.Namespace):  # -> MobileNet
     if args.weights is None:
         print(f"warning: {args.model} has random weights (no --weights given)", file=sys.stderr)
     return create_model(args.model, weights=args.weights).eval()
-
-
-def write_json_atomic(path: str | Path, document: Any) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(document, indent=2))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

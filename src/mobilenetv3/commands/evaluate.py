@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 
-from ._common import add_model_arguments, load_model, write_json_atomic
+from ..atomic import write_json
+from ._common import add_model_arguments, load_model
 
 HELP = "accuracy on an ImageNet-layout folder, a flat <synset>_x.JPEG folder or a list file"
 
@@ -72,5 +73,5 @@ def run(args: argparse.Namespace) -> int:
     for c in result["top_confusions"][:5]:
         print(f"  confused {c['true']} -> {c['predicted']} ({c['count']}x)")
     if args.json:
-        write_json_atomic(args.json, result)
+        write_json(args.json, result)
     return 0

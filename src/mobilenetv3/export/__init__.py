@@ -11,10 +11,8 @@ package does not pull in onnx or the FlatBuffer schema.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_output
 from ..layers import ConvBNAct
 
 FORMATS = ("onnx", "tflite", "pt2")
@@ -55,24 +54,6 @@ class ExportResult:
     def __str__(self) -> str:
         diff = "unchecked" if self.max_abs_diff is None else f"max abs diff {self.max_abs_diff:.3g}"
         return f"{self.format} -> {self.path} ({diff} vs PyTorch)"
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds, so a
-    failed export never leaves a half-written (or any) file behind."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The suffix stays last: torch.export.save insists on ".pt2".
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
-                               dir=target.parent)  # fmt: skip
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def fold_batch_norm(layer: ConvBNAct) -> tuple[np.ndarray, np.ndarray]:
