@@ -662,9 +662,7 @@ class QuantizedTFLiteModule(torch.nn.Module):
         return xc, ones
 
     def _build_average_pool_2d(self, op: OperatorInfo) -> Step:
-        o = op.options
-        kernel = (o["filter_height"], o["filter_width"])
-        stride = (o.get("stride_h", 1), o.get("stride_w", 1))
+        kernel, stride = _pool_geometry(op)
         lo, hi = self._out_range(op)
 
         def step(values: dict[int, Tensor]) -> None:
@@ -680,9 +678,7 @@ class QuantizedTFLiteModule(torch.nn.Module):
         return step
 
     def _build_max_pool_2d(self, op: OperatorInfo) -> Step:
-        o = op.options
-        kernel = (o["filter_height"], o["filter_width"])
-        stride = (o.get("stride_h", 1), o.get("stride_w", 1))
+        kernel, stride = _pool_geometry(op)
         lo, hi = self._out_range(op)
 
         def step(values: dict[int, Tensor]) -> None:
@@ -951,3 +947,9 @@ class QuantizedTFLiteModule(torch.nn.Module):
             f"operator {op.index} DEQUANTIZE produces float {self._info(op.outputs[0]).name!r}; "
             "the int path keeps integer codes only"
         )
+
+
+def _pool_geometry(op: OperatorInfo) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(kernel, stride) of a pooling operator, as (height, width) pairs."""
+    o = op.options
+    return (o["filter_height"], o["filter_width"]), (o.get("stride_h", 1), o.get("stride_w", 1))
