@@ -22,9 +22,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=("onnx", "pt2", "tflite"),
                         help="onnx: ONNX Runtime QDQ; pt2: torch.export int8 Q/DQ program; "
                              "tflite: int8 TFLite, float in/out")  # fmt: skip
-    parser.add_argument("--method", choices=("percentile", "entropy", "minmax"),
-                        help="activation calibration: onnx (default percentile 99.999) and "
-                             "tflite (percentile 99.99 or minmax)")  # fmt: skip
+    parser.add_argument("--method", choices=("percentile", "entropy", "minmax", "learned"),
+                        help="activation ranges. onnx: percentile (99.999, default), entropy, "
+                             "minmax. tflite: percentile (99.99), minmax, or learned: the "
+                             "ranges of the 8-bit .tflite given as --weights (learned by its "
+                             "QAT; the default for such weights)")  # fmt: skip
     parser.add_argument("--output", required=True, help="int8 file to write (atomically)")
 
 

@@ -11,22 +11,30 @@ only in its tensors' types and quantization, and in HARD_SWISH written as ADD ->
 
 - weights int8, symmetric per output channel (zero point 0; quantized dimension 0 for
   CONV_2D, 3 for DEPTHWISE_CONV_2D); biases int32 with scale input_scale * weight_scale[c];
+- weights that already lie on an 8-bit grid (dequantized from an 8-bit file) keep it: a
+  channel whose codes fit in [-127, 127] on that grid gets the grid's step as its scale, so
+  re-quantizing changes none of its values (`_grid_step`);
 - activations int8, asymmetric per tensor, ranges from the float graph run in PyTorch on the
   calibration photos: every operator output observed (hard-swish outputs, the SE gate's ADD
   and MUL, residual adds, logits), per batch the `percentile` / 100 - `percentile` quantiles
-  (min/max with `method="minmax"`), averaged over batches, widened to include 0;
+  (min/max with `method="minmax"`), averaged over batches, widened to include 0; or, with
+  `method="learned"`, the ranges the 8-bit .tflite the weights came from carries (the ranges
+  quantization-aware training learned: `learned_ranges`), photos calibrating only what the
+  file lacks;
 - AVERAGE_POOL_2D and RESHAPE keep their input's scale and zero point, SOFTMAX outputs
   scale 1/256 zero point -128, the SE constants (3, 1/6) are int8 with their own scale;
-- the boundary: float32 `input` -> QUANTIZE (scale 1/128, zero point 0: the model's [-1, 1]
-  input as the official 8-bit files code it) and DEQUANTIZE -> float32 output under the slim
-  name; with `float_io=False` the input and output are the int8 tensors themselves (input
-  codes = round(128 * x), output real = scale * (q - zero_point) from the file).
+- the boundary: float32 `input` -> QUANTIZE (scale 1/127, zero point 0: the model's [-1, 1]
+  input on the grid of the official 8-bit files, whose uint8 input has zero point 128) and
+  DEQUANTIZE -> float32 output under the slim name; with `float_io=False` the input and
+  output are the int8 tensors themselves (input codes = round(127 * x), output real =
+  scale * (q - zero_point) from the file).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,11 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..formats.archive import list_tar_members, read_tar_member
+from ..formats.tflite import TFLiteModel
 from . import ExportResult, atomic_output, max_abs_diff, reference_output
 from .tflite_writer import Graph, Quantization, _Op, _Tensor, build_graph, serialize
 
-INPUT_SCALE = 1.0 / 128.0  # input codes round(128 * x): [-1, 1) exactly as the uint8 releases
-METHODS = {"percentile": 99.99, "minmax": 100.0}
+INPUT_SCALE = 1.0 / 127.0  # input codes round(127 * x): the official uint8 files' input scale
+METHODS = {"percentile": 99.99, "minmax": 100.0}  # the percentile kept per batch
+LEARNED = "learned"  # ranges read from the 8-bit file the weights came from
 MAX_SAMPLES = 1 << 24  # kthvalue on at most this many values per tensor and batch
 _ACTIVATIONS = {tflite.ActivationFunctionType.RELU: (0.0, math.inf),
                 tflite.ActivationFunctionType.RELU6: (0.0, 6.0)}  # fmt: skip
@@ -50,11 +61,14 @@ _VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "ADD": 2, "MUL": 2, "AVERAGE_
 Range = tuple[float, float]
 
 __all__ = [
+    "LEARNED",
     "METHODS",
     "calibrate",
     "calibrate_model",
+    "default_method",
     "export_tflite_int8",
     "int8_tflite_bytes",
+    "learned_ranges",
     "quantize_graph",
     "run_float",
 ]
@@ -163,11 +177,29 @@ def _asymmetric(lo: float, hi: float) -> Quantization:
     return _per_tensor(scale, int(np.clip(round(-128 - lo / scale), -128, 127)))
 
 
+def _grid_step(values: np.ndarray) -> float | None:
+    """The step of the 8-bit grid through 0 that all `values` lie on, if they do: weights
+    dequantized from an 8-bit file are step * (code - zero point)."""
+    distinct = np.unique(values.astype(np.float64))
+    if distinct.size < 2:
+        return None
+    codes = np.round(distinct / np.diff(distinct).min())
+    if np.abs(codes).max() > 255 or np.abs(distinct / np.diff(distinct).min() - codes).max() > 1e-3:
+        return None
+    # least squares over every value: the float32 step the file stores, not a rounded difference
+    return float(np.float32((codes @ distinct) / (codes @ codes)))
+
+
 def _symmetric(values: np.ndarray, axis: int | None) -> tuple[np.ndarray, Quantization]:
-    """int8 codes in [-127, 127] with zero point 0, one scale per slice along `axis`."""
+    """int8 codes in [-127, 127] with zero point 0, one scale per slice along `axis`; slices
+    that fit on the values' own 8-bit grid (`_grid_step`) keep it exactly."""
     reduce = tuple(d for d in range(values.ndim) if d != axis)
     peak = np.abs(values).max(axis=reduce, keepdims=True) if values.ndim else np.abs(values)
-    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    scale = np.where(peak > 0, peak / 127.0, 1.0)
+    step = _grid_step(values) if axis is not None else None
+    if step is not None:
+        scale = np.where(np.round(peak / step) <= 127, step, scale)
+    scale = scale.astype(np.float32)
     codes = np.clip(np.round(values / scale), -127, 127).astype(np.int8)
     return codes, Quantization(scale.reshape(-1), np.zeros(scale.size, np.int64), axis or 0)
 
@@ -263,21 +295,72 @@ def quantize_graph(g: Graph, ranges: dict[int, Range], float_io: bool = True) ->
     return _float_boundary(g, output)
 
 
+def _learned_source(model: nn.Module) -> TFLiteModel | None:
+    """The 8-bit .tflite (file, or member of a release .tgz) `model`'s weights were read from."""
+    source = (getattr(model, "pretrained_info", None) or {}).get("source")
+    path = Path(source) if source else None
+    if path is None or not path.is_file():
+        return None
+    if path.suffix.lower() == ".tflite":
+        tfl = TFLiteModel.from_file(path)
+    elif tarfile.is_tarfile(path) and any(m.endswith(".tflite") for m in list_tar_members(path)):
+        tfl = TFLiteModel.from_bytes(read_tar_member(path, ".tflite"), f"{path}:.tflite")
+    else:
+        return None
+    quantized = any(t.quantization.is_quantized and t.dtype != np.float32 for t in tfl.tensors)
+    return tfl if quantized else None
+
+
+def learned_ranges(g: Graph, source: TFLiteModel) -> dict[int, Range]:
+    """The range of every operator output of `g` whose (slim) name has a per-tensor quantized
+    activation in `source`: for weights trained with quantized activations, the ranges they
+    were trained with."""
+    found = {t.name: t for t in source.tensors if t.quantization.scales.size == 1}
+    ranges = {}
+    for op in g.ops:
+        tensor = found.get(g.tensors[op.outputs[0]].name)
+        if tensor is not None and np.issubdtype(tensor.dtype, np.integer):
+            info, q = np.iinfo(tensor.dtype), tensor.quantization
+            ranges[op.outputs[0]] = (q.scale * (info.min - q.zero_point),
+                                     q.scale * (info.max - q.zero_point))  # fmt: skip
+    return ranges
+
+
+def default_method(model: nn.Module) -> str:
+    """"learned" for weights read from an 8-bit .tflite, else "percentile"."""
+    return LEARNED if _learned_source(model) is not None else "percentile"
+
+
 def calibrate_model(model: nn.Module, images: np.ndarray, *, softmax: bool = False,
                     method: str = "percentile") -> dict[int, Range]:  # fmt: skip
-    """`calibrate` on the float graph of `model` at the size of `images`."""
+    """`calibrate` on the float graph of `model` at the size of `images`; with "learned", the
+    ranges of the 8-bit file the weights came from, min/max on `images` for the rest."""
+    if method not in (*METHODS, LEARNED):
+        raise ValueError(f"unknown calibration method {method!r}: use "
+                         f"{', '.join((*METHODS, LEARNED))}")  # fmt: skip
     graph = build_graph(model.eval(), tuple(images.shape[-2:]), softmax)
-    return calibrate(graph, images, method=method)
+    if method != LEARNED:
+        return calibrate(graph, images, method=method)
+    source = _learned_source(model)
+    learned = learned_ranges(graph, source) if source is not None else {}
+    if not learned:
+        where = (getattr(model, "pretrained_info", None) or {}).get("source", "not a file")
+        raise ValueError(f"method 'learned' reads activation ranges from the 8-bit .tflite the "
+                         f"weights came from; these came from {where}, which has none for "
+                         f"{model.variant.name}: use method 'percentile' or 'minmax'")  # fmt: skip
+    return calibrate(graph, images, method="minmax") | learned
 
 
 def int8_tflite_bytes(model: nn.Module, images: np.ndarray, *, softmax: bool = False,
-                      float_io: bool = True, method: str = "percentile",
+                      float_io: bool = True, method: str | None = None,
                       dynamic_batch: bool = False,
                       ranges: dict[int, Range] | None = None) -> bytes:  # fmt: skip
     """The int8 .tflite of `model` calibrated on `images` (NCHW float32; their size is the
-    file's input size) as bytes; `ranges` from `calibrate_model` skip the calibration."""
+    file's input size) as bytes; `ranges` from `calibrate_model` skip the calibration;
+    `method` None: `default_method(model)`."""
     size = tuple(images.shape[-2:])
     if ranges is None:
+        method = method or default_method(model)
         ranges = calibrate_model(model, images, softmax=softmax, method=method)
     g = build_graph(model.eval(), size, softmax, dynamic_batch)
     output = quantize_graph(g, ranges, float_io)
@@ -285,7 +368,7 @@ def int8_tflite_bytes(model: nn.Module, images: np.ndarray, *, softmax: bool = F
 
 
 def export_tflite_int8(model: nn.Module, path: str | os.PathLike, images: np.ndarray, *,
-                       softmax: bool = False, float_io: bool = True, method: str = "percentile",
+                       softmax: bool = False, float_io: bool = True, method: str | None = None,
                        dynamic_batch: bool = False, check: bool = True,
                        ranges: dict[int, Range] | None = None) -> ExportResult:  # fmt: skip
     """Write the int8 .tflite atomically, then run it in LiteRT on a few calibration images
