@@ -123,11 +123,16 @@ class OnnxRuntimeRunner(Runner):
 class LiteRTRunner(Runner):
     kind = "litert"
 
-    def __init__(self, path: Path, threads: int) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+    def __init__(self, path: Path, threads: int, xnnpack: bool = True) -> None:
+        """`xnnpack=False`: LiteRT's builtin kernels only (how the file runs where the
+        delegate is absent; its rounding differs from XNNPACK's)."""
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         super().__init__(threads)
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        resolver = OpResolverType.AUTO if xnnpack else builtin
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads,
+                                       experimental_op_resolver_type=resolver)  # fmt: skip
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]

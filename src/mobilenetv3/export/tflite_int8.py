@@ -184,10 +184,11 @@ def _grid_step(values: np.ndarray) -> float | None:
     if distinct.size < 2:
         return None
     codes = np.round(distinct / np.diff(distinct).min())
-    if np.abs(codes).max() > 255 or np.abs(distinct / np.diff(distinct).min() - codes).max() > 1e-3:
+    if np.abs(codes).max() > 255:
         return None
     # least squares over every value: the float32 step the file stores, not a rounded difference
-    return float(np.float32((codes @ distinct) / (codes @ codes)))
+    step = float(np.float32((codes @ distinct) / (codes @ codes)))
+    return step if np.abs(distinct / step - codes).max() < 1e-3 else None
 
 
 def _symmetric(values: np.ndarray, axis: int | None) -> tuple[np.ndarray, Quantization]:
