@@ -1,14 +1,18 @@
 """Float vs int8 per engine: latency (batch 1 and 32, 1 and 2 threads) and top-1, in one run.
 
 Models (V3-Small 1.0 from the official uint8 file's weights unless --weights): float and
-ONNX Runtime int8 (QDQ, percentile calibration) in onnxruntime; our float export and the
-official uint8 file in LiteRT (XNNPACK); float and int8 .pt2 (FX x86 Q/DQ program) in torch
-eager, and with --inductor both through torch.compile (compiling the int8 program takes
-minutes on 2 cores). Calibration: the odd-label sample photos; top-1: the even-label ones
-(disjoint). Engines are timed round-robin (`engines.time_runners`) so they share the load.
+ONNX Runtime int8 (QDQ, percentile calibration) in onnxruntime; our float export and our int8
+TFLite (percentile calibration) in LiteRT (XNNPACK); float and int8 .pt2 (FX x86 Q/DQ
+program) in torch eager, and with --inductor both through torch.compile (compiling the int8
+program takes minutes on 2 cores). Weights read from an official 8-bit .tflite add that file
+in LiteRT (XNNPACK, and builtin kernels only: their rounding differs, which bounds how alike
+two int8 runs of one network can be) and our int8 TFLite with the file's learned ranges.
+Calibration: the odd-label sample photos; top-1 and agreement with the official file: the
+even-label ones (disjoint). Engines are timed round-robin (`engines.time_runners`) so they
+share the load.
 
-Run: `.venv/bin/python benchmarks/int8.py [--quick] [--inductor]`; writes
-benchmarks/results/int8.{json,png} and prints the tables.
+Run: `.venv/bin/python benchmarks/int8.py [--weights W] [--quick] [--inductor]`; writes
+benchmarks/results/int8_<variant>.{json,png} and prints the tables.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from _common import RESULTS, new_figure, save_figure, write_json  # sets OMP_WAI
 
 import mobilenetv3
 from mobilenetv3.datasets import list_samples
-from mobilenetv3.engines import Runner, make_runner, time_runners
+from mobilenetv3.engines import LiteRTRunner, Runner, make_runner, time_runners
+from mobilenetv3.export.tflite_int8 import LEARNED, default_method
 from mobilenetv3.quantize import int8_runner, load_batch, quantize_model, split_samples
 from mobilenetv3.reference import shared_dir
 
@@ -56,12 +61,19 @@ def photos(quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
 def build_files(model: Any, calibration: np.ndarray, folder: Path) -> dict[str, Path]:
     from mobilenetv3.export import export
 
-    files = {"official": shared_dir() / "pretrained" / OFFICIAL}
+    files = {}
+    if default_method(model) == LEARNED:  # weights read from an 8-bit file: run it too
+        files["official"] = Path(model.pretrained_info["source"])
     for fmt in ("onnx", "tflite"):
         files[f"float_{fmt}"] = folder / f"float.{fmt}"
         export(model, files[f"float_{fmt}"], fmt, dynamic_batch=True, check=False)
     files["int8_onnx"] = quantize_model(model, calibration, folder / "int8.onnx", "onnx")
     files["int8_pt2"] = quantize_model(model, calibration, folder / "int8.pt2", "pt2")
+    files["int8_tflite"] = quantize_model(model, calibration, folder / "int8.tflite", "tflite",
+                                          method="percentile")  # fmt: skip
+    if "official" in files:  # and its learned activation ranges
+        files["int8_tflite_learned"] = quantize_model(model, calibration, folder / "learned.tflite",
+                                                      "tflite", method=LEARNED)  # fmt: skip
     return files
 
 
@@ -72,10 +84,15 @@ def runners(model: Any, files: dict[str, Path], threads: int, batch: int,
         ("onnxruntime", "float"): make_runner("onnxruntime", files["float_onnx"], threads=threads),
         ("onnxruntime", "int8"): int8_runner(files["int8_onnx"], threads=threads),
         ("litert", "float"): make_runner("litert", files["float_tflite"], threads=threads),
-        ("litert", "official uint8"): make_runner("litert", files["official"], threads=threads),
-        ("torch", "float"): make_runner("torch", model, threads=threads),
-        ("torch", "int8"): int8_runner(files["int8_pt2"], "torch", threads=threads),
+        ("litert", "int8"): make_runner("litert", files["int8_tflite"], threads=threads),
     }
+    if "official" in files:
+        learned, official = files["int8_tflite_learned"], files["official"]
+        out[("litert", "int8 learned")] = make_runner("litert", learned, threads=threads)
+        out[("litert", "official uint8")] = make_runner("litert", official, threads=threads)
+        out[("litert", "official uint8 builtin")] = LiteRTRunner(official, threads, False)
+    out[("torch", "float")] = make_runner("torch", model, threads=threads)
+    out[("torch", "int8")] = int8_runner(files["int8_pt2"], "torch", threads=threads)
     if inductor:
         out[("torch_compile", "float")] = make_runner("torch_compile", model, threads=threads,
                                                       batch_size=batch)  # fmt: skip
@@ -84,10 +101,20 @@ def runners(model: Any, files: dict[str, Path], threads: int, batch: int,
     return out
 
 
-def top1(runner: Runner, images: np.ndarray, labels: np.ndarray) -> float:
-    preds = np.concatenate([runner(images[i : i + 50]).argmax(1)
-                            for i in range(0, len(images), 50)])  # fmt: skip
-    return 100.0 * float((preds == labels).mean())
+def predict(runner: Runner, images: np.ndarray) -> np.ndarray:
+    return np.concatenate([runner(images[i : i + 50]).argmax(1) for i in range(0, len(images), 50)])
+
+
+def accuracy(made: dict[tuple[str, str], Runner], images: np.ndarray,
+             labels: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
+    """Top-1 per "engine/precision", and agreement of its top-1 class with the official file
+    run by LiteRT's default (XNNPACK) resolver."""
+    preds = {f"{e}/{p}": predict(r, images) for (e, p), r in made.items()}
+    official = preds.get("litert/official uint8")
+    top1 = {k: 100.0 * float((v == labels).mean()) for k, v in preds.items()}
+    if official is None:
+        return top1, {}
+    return top1, {k: 100.0 * float((v == official).mean()) for k, v in preds.items()}
 
 
 def latency_rows(model: Any, files: dict, args: argparse.Namespace) -> list[dict]:
@@ -112,19 +139,20 @@ def speedups(rows: list[dict]) -> None:
         r["speedup_vs_float"] = base[(r["engine"], r["threads"], r["batch"])] / r["median_ms"]
 
 
-def table(rows: list[dict], accuracy: dict[str, float]) -> str:
-    head = (f"{'engine':<14} {'precision':<15} {'thr':>3} {'batch':>5} {'median':>10} "
-            f"{'p90':>10} {'vs float':>8} {'top-1':>6}")  # fmt: skip
+def table(rows: list[dict], top1: dict[str, float], agreement: dict[str, float]) -> str:
+    head = (f"{'engine':<14} {'precision':<23} {'thr':>3} {'batch':>5} {'median':>10} "
+            f"{'p90':>10} {'vs float':>8} {'top-1':>6} {'agree':>6}")  # fmt: skip
     lines = [head, "-" * len(head)]
     for r in rows:
-        acc = accuracy.get(f"{r['engine']}/{r['precision']}", float("nan"))
-        lines.append(f"{r['engine']:<14} {r['precision']:<15} {r['threads']:>3} {r['batch']:>5} "
+        key = f"{r['engine']}/{r['precision']}"
+        acc, agree = top1.get(key, float("nan")), agreement.get(key, float("nan"))
+        lines.append(f"{r['engine']:<14} {r['precision']:<23} {r['threads']:>3} {r['batch']:>5} "
                      f"{r['median_ms']:>8.2f}ms {r['p90_ms']:>8.2f}ms "
-                     f"{r['speedup_vs_float']:>7.2f}x {acc:>6.1f}")  # fmt: skip
+                     f"{r['speedup_vs_float']:>7.2f}x {acc:>6.1f} {agree:>6.1f}")  # fmt: skip
     return "\n".join(lines)
 
 
-def chart(rows: list[dict], path: Path) -> Path:
+def chart(rows: list[dict], path: Path, name: str) -> Path:
     """Batch-1 median latency per engine and precision, one bar group per thread count."""
     fig, ax = new_figure((9.0, 5.0))
     keys = list(dict.fromkeys((r["engine"], r["precision"]) for r in rows))
@@ -134,7 +162,7 @@ def chart(rows: list[dict], path: Path) -> Path:
         ax.bar(np.arange(len(keys)) + 0.4 * offset, ms, 0.4, label=f"{threads} thread(s)")
     ax.set_xticks(np.arange(len(keys)) + 0.2, [f"{e}\n{p}" for e, p in keys], fontsize=7)
     ax.set_ylabel("batch-1 median latency (ms)")
-    ax.set_title("V3-Small 1.0: float vs int8 per engine (CPU)")
+    ax.set_title(f"{name}: float vs int8 per engine (CPU)")
     ax.legend()
     return save_figure(fig, path)
 
@@ -146,19 +174,21 @@ def main() -> int:
     calibration, images, labels, split = photos(args.quick)
     with tempfile.TemporaryDirectory(prefix="mobilenetv3-int8-") as tmp:
         files = build_files(model, calibration, Path(tmp))
-        accuracy = {f"{e}/{p}": top1(r, images, labels)
-                    for (e, p), r in runners(model, files, 2, 50, False).items()}  # fmt: skip
-        print("top-1:", {k: round(v, 1) for k, v in accuracy.items()}, flush=True)
+        top1, agreement = accuracy(runners(model, files, 2, 50, False), images, labels)
+        print("top-1:", {k: round(v, 1) for k, v in top1.items()}, flush=True)
         rows = latency_rows(model, files, args)
     speedups(rows)
-    for key in [k for k in accuracy if k.startswith("torch/")] if args.inductor else []:
-        accuracy[key.replace("torch/", "torch_compile/")] = accuracy[key]  # same program
-    print(f"\n{split['calibration']} calibrate, {split['evaluation']} evaluate (top-1 %)\n")
-    print(table(rows, accuracy))
-    document = {"weights": str(weights), "split": split, "top1": accuracy, "rows": rows,
-                "quick": args.quick}  # fmt: skip
-    print(f"\nwrote {write_json(RESULTS / 'int8.json', document)}, "
-          f"{chart(rows, RESULTS / 'int8.png')}")
+    for key in [k for k in top1 if k.startswith("torch/")] if args.inductor else []:
+        same = key.replace("torch/", "torch_compile/")  # the same program
+        top1[same], agreement[same] = top1[key], agreement[key]
+    print(f"\n{split['calibration']} calibrate, {split['evaluation']} evaluate (top-1 %; "
+          "agree: % same top class as the official file in LiteRT)\n")
+    print(table(rows, top1, agreement))
+    document = {"weights": str(weights), "split": split, "top1": top1, "agreement": agreement,
+                "rows": rows, "quick": args.quick}  # fmt: skip
+    name = model.variant.name
+    print(f"\nwrote {write_json(RESULTS / f'int8_{name}.json', document)}, "
+          f"{chart(rows, RESULTS / f'int8_{name}.png', name)}")
     return 0
 
 
