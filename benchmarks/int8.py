@@ -7,8 +7,9 @@ program) in torch eager, and with --inductor both through torch.compile (compili
 program takes minutes on 2 cores). Weights read from an official 8-bit .tflite add that file
 in LiteRT (XNNPACK, and builtin kernels only: their rounding differs, which bounds how alike
 two int8 runs of one network can be) and our int8 TFLite with the file's learned ranges.
-Calibration: the odd-label sample photos; top-1 and agreement with the official file: the
-even-label ones (disjoint). Engines are timed round-robin (`engines.time_runners`) so they
+Top-1 and agreement with the official file: all 1000 sample photos in two folds (calibrate on
+the odd-label half, evaluate the even-label half, and back), so no photo is evaluated by a
+model calibrated on it. Engines are timed round-robin (`engines.time_runners`) so they
 share the load.
 
 Run: `.venv/bin/python benchmarks/int8.py [--weights W] [--quick] [--inductor]`; writes
@@ -41,21 +42,28 @@ OFFICIAL = "v3-small_224_1.0_uint8.tflite"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", help=f"float weights (default: shared/pretrained/{OFFICIAL})")
-    parser.add_argument("--quick", action="store_true", help="64 calibration, 100 eval photos")
+    parser.add_argument("--quick", action="store_true", help="64 + 64 photos, fewer runs")
     parser.add_argument("--inductor", action="store_true", help="also time torch.compile")
     return parser.parse_args()
 
 
-def photos(quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+Fold = tuple[np.ndarray, np.ndarray, np.ndarray]  # calibration images, eval images, labels
+
+
+def photos(quick: bool) -> tuple[list[Fold], dict]:
+    """Two folds over the sample photos: calibrate on the odd-label ones and evaluate on the
+    even-label ones, then the other way round, so every photo is evaluated once by a model
+    calibrated without it."""
     samples = list_samples(shared_dir() / "images" / "imagenet-samples")
-    calibrate, evaluate = split_samples(samples, "odd"), split_samples(samples, "even")
+    halves = [split_samples(samples, "odd"), split_samples(samples, "even")]
     if quick:
-        calibrate, evaluate = calibrate[::7][:64], evaluate[::5][:100]
-    split = {"calibration": f"{len(calibrate)} odd-label photos",
-             "evaluation": f"{len(evaluate)} even-label photos"}  # fmt: skip
-    labels = np.array([y for _, y in evaluate])
-    calibration = load_batch([p for p, _ in calibrate])
-    return calibration, load_batch([p for p, _ in evaluate]), labels, split
+        halves = [half[::5][:64] for half in halves]
+    images = [load_batch([p for p, _ in half]) for half in halves]
+    labels = [np.array([y for _, y in half]) for half in halves]
+    folds = [(images[0], images[1], labels[1]), (images[1], images[0], labels[0])]
+    split = {"folds": "calibrate on odd-label photos, evaluate the even-label ones; and back",
+             "evaluation": f"{sum(len(y) for y in labels)} photos"}  # fmt: skip
+    return folds, split
 
 
 def build_files(model: Any, calibration: np.ndarray, folder: Path) -> dict[str, Path]:
@@ -105,16 +113,24 @@ def predict(runner: Runner, images: np.ndarray) -> np.ndarray:
     return np.concatenate([runner(images[i : i + 50]).argmax(1) for i in range(0, len(images), 50)])
 
 
-def accuracy(made: dict[tuple[str, str], Runner], images: np.ndarray,
+def accuracy(preds: dict[str, np.ndarray],
              labels: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
     """Top-1 per "engine/precision", and agreement of its top-1 class with the official file
     run by LiteRT's default (XNNPACK) resolver."""
-    preds = {f"{e}/{p}": predict(r, images) for (e, p), r in made.items()}
     official = preds.get("litert/official uint8")
     top1 = {k: 100.0 * float((v == labels).mean()) for k, v in preds.items()}
     if official is None:
         return top1, {}
     return top1, {k: 100.0 * float((v == official).mean()) for k, v in preds.items()}
+
+
+def fold_predictions(model: Any, fold: Fold, folder: Path) -> tuple[dict[str, Path], dict]:
+    """The files of one fold (calibrated on its first half) and their top-1 classes on its
+    second half."""
+    folder.mkdir()
+    files = build_files(model, fold[0], folder)
+    made = runners(model, files, 2, 50, False)
+    return files, {f"{e}/{p}": predict(r, fold[1]) for (e, p), r in made.items()}
 
 
 def latency_rows(model: Any, files: dict, args: argparse.Namespace) -> list[dict]:
@@ -171,18 +187,19 @@ def main() -> int:
     args = parse_args()
     weights = args.weights or shared_dir() / "pretrained" / OFFICIAL
     model = mobilenetv3.create_model(weights=weights)
-    calibration, images, labels, split = photos(args.quick)
+    folds, split = photos(args.quick)
     with tempfile.TemporaryDirectory(prefix="mobilenetv3-int8-") as tmp:
-        files = build_files(model, calibration, Path(tmp))
-        top1, agreement = accuracy(runners(model, files, 2, 50, False), images, labels)
+        built = [fold_predictions(model, fold, Path(tmp) / str(k)) for k, fold in enumerate(folds)]
+        preds = {key: np.concatenate([p[key] for _, p in built]) for key in built[0][1]}
+        top1, agreement = accuracy(preds, np.concatenate([labels for *_, labels in folds]))
         print("top-1:", {k: round(v, 1) for k, v in top1.items()}, flush=True)
-        rows = latency_rows(model, files, args)
+        rows = latency_rows(model, built[0][0], args)
     speedups(rows)
     for key in [k for k in top1 if k.startswith("torch/")] if args.inductor else []:
         same = key.replace("torch/", "torch_compile/")  # the same program
         top1[same], agreement[same] = top1[key], agreement[key]
-    print(f"\n{split['calibration']} calibrate, {split['evaluation']} evaluate (top-1 %; "
-          "agree: % same top class as the official file in LiteRT)\n")
+    print(f"\n{split['folds']}: {split['evaluation']} (top-1 %; agree: % same top class as "
+          "the official file in LiteRT)\n")
     print(table(rows, top1, agreement))
     document = {"weights": str(weights), "split": split, "top1": top1, "agreement": agreement,
                 "rows": rows, "quick": args.quick}  # fmt: skip
