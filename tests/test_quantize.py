@@ -224,3 +224,19 @@ def test_learned_ranges_need_an_8bit_source(split, tmp_path):
         quantize_model(untrained, split[0][:MIN_IMAGES], tmp_path / "q.onnx", "onnx",
                        method="learned")  # fmt: skip
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "pt2"])
+def test_unfused_or_unmappable_layers_are_named(fmt, split, tmp_path):
+    from torch import nn
+
+    from mobilenetv3.quantize import UnquantizableModelError
+
+    model = mobilenetv3.create_model("v3_small_0.35")
+    stem = model.features[0]
+    stem.act = nn.Sequential(nn.BatchNorm2d(stem.conv.out_channels), nn.ReLU())
+    model.head[1].act = nn.GELU()
+    with pytest.raises(UnquantizableModelError, match=r"features\.0\.act\.0 \(BatchNorm2d") as err:
+        quantize_model(model, split[0][:MIN_IMAGES], tmp_path / f"q.{fmt}", fmt)
+    assert "GELU: no int8 mapping" in str(err.value)
+    assert not list(tmp_path.iterdir())

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from .. import layers
 from .calibration import MIN_IMAGES, CalibrationError, calibration_paths, load_batch, split_samples
 from .files import (
     Int8FileError,
@@ -42,6 +43,8 @@ __all__ = [
     "CalibrationError",
     "Int8FileError",
     "Int8Model",
+    "UnquantizableModelError",
+    "check_quantizable",
     "calibration_paths",
     "int8_forward",
     "int8_runner",
@@ -55,12 +58,43 @@ __all__ = [
 ]
 
 
+class UnquantizableModelError(ValueError):
+    """A model with layers the int8 formats cannot fold or map: names them."""
+
+
+# Leaf layers every int8 format folds or maps (BatchNorm only inside a ConvBNAct, where it
+# folds into the conv; activations only those with an int8 form in all three formats).
+_LEAVES = (nn.Conv2d, nn.BatchNorm2d, nn.Identity, nn.ReLU, nn.ReLU6, nn.Dropout, nn.Linear,
+           nn.Sequential, layers.HardSwish, layers.SlimHardSigmoid, layers.ReduceTo1x1)  # fmt: skip
+
+
+def check_quantizable(model: nn.Module) -> None:
+    """Raise `UnquantizableModelError` naming every layer that would stay unfused (a BatchNorm
+    outside a conv block) or has no int8 mapping (e.g. a GELU swapped in)."""
+    bad = []
+    for name, module in model.named_modules():
+        for child_name, child in module.named_children():
+            path = f"{name}.{child_name}" if name else child_name
+            if isinstance(child, nn.BatchNorm2d) and not isinstance(module, layers.ConvBNAct):
+                bad.append(f"{path} (BatchNorm2d after a {type(module).__name__}: no conv to "
+                           "fold it into)")  # fmt: skip
+            elif not list(child.children()) and not isinstance(child, _LEAVES):
+                bad.append(f"{path} ({type(child).__name__}: no int8 mapping)")
+    if bad:
+        raise UnquantizableModelError(
+            f"cannot quantize {getattr(model.variant, 'name', 'this model')}: "
+            f"{'; '.join(bad)}. The int8 formats take conv + BatchNorm + ReLU/ReLU6/hard-swish "
+            "blocks, squeeze-excite, pooling and the classifier: restore those layers, or "
+            "export the float model instead")
+
+
 def quantize_model(model: nn.Module, images: np.ndarray, output: str | os.PathLike, fmt: str,
                    **options: Any) -> Path:  # fmt: skip
     """Quantize a float `model` with calibration `images` (NCHW float32, preprocessed) into
     `output` as `fmt`; `options` go to the format's quantizer (e.g. `method=` for onnx)."""
     if fmt not in FORMATS:
         raise ValueError(f"int8 format {fmt!r} is not supported: use one of {', '.join(FORMATS)}")
+    check_quantizable(model)
     if len(images) < MIN_IMAGES:
         raise CalibrationError(f"{len(images)} calibration images; give at least {MIN_IMAGES}")
     size = tuple(images.shape[-2:])
