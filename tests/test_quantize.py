@@ -106,17 +106,38 @@ def test_empty_and_too_small_calibration_folders(tmp_path, shared):
     assert not (tmp_path / "q.onnx").exists()
 
 
-def test_torch_pt2_int8_runs_and_agrees(small, split, tmp_path):
-    """The .pt2 path on few images (it is the slow one): loads, runs eagerly, and its
-    predictions mostly agree with the float model's."""
-    calibration, images, _ = split
-    path = quantize_model(small, calibration[:MIN_IMAGES], tmp_path / "small.pt2", "pt2")
-    assert is_quantized_file(path) and load_int8(path).name == "v3_small_1.0_int8"
-    runner = int8_runner(path, "torch", threads=2)
-    reference = make_runner("torch", small, threads=2)
-    x = images[:8]
-    agree = (runner(x).argmax(1) == reference(x).argmax(1)).mean()
-    assert agree >= 0.75
+@pytest.fixture(scope="module")
+def int8_pt2(small, split, tmp_path_factory):
+    path = tmp_path_factory.mktemp("pt2") / "small.pt2"
+    return quantize_model(small, split[0], path, "pt2")
+
+
+def test_torch_pt2_int8_keeps_float_accuracy(small, split, int8_pt2):
+    """The torch .pt2 (FX Q/DQ program, eager): top-1 on the held-out photos at least the
+    float model's less 1 point (the SE gate as hardsigmoid with fixed qparams and full-range
+    activations; x86's defaults lost 14 points here)."""
+    _, images, labels = split
+    assert is_quantized_file(int8_pt2) and load_int8(int8_pt2).name == "v3_small_1.0_int8"
+    float_acc = top1(make_runner("torch", small, threads=2), images, labels)
+    int8_acc = top1(int8_runner(int8_pt2, "torch", threads=2), images, labels)
+    print(f"float {float_acc:.1f}  torch int8 {int8_acc:.1f}")
+    assert int8_acc >= float_acc - 1.0
+
+
+def test_pt2_runs_in_a_fresh_process(int8_pt2, shared, tmp_path):
+    """`evaluate` on a .pt2 in a new interpreter (its Q/DQ ops must be registered on load)."""
+    import subprocess
+    import sys
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path, _ in list_samples(shared / "images" / "imagenet-samples")[:8]:
+        (photos / path.name).symlink_to(path)
+    done = subprocess.run([sys.executable, "-m", "mobilenetv3", "evaluate", str(photos),
+                           "--weights", str(int8_pt2), "--engine", "torch", "--workers", "1"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "v3_small_1.0_int8" in done.stdout
 
 
 def test_qat_trains_a_few_steps_and_converts(tmp_path):

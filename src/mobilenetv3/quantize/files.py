@@ -69,7 +69,7 @@ def _tflite_quantized(path: Path) -> bool:
 
 
 def _pt2_quantized(path: Path) -> bool:
-    program = torch.export.load(str(path))
+    program = load_program(path)
     return any("quantize" in str(node.target) for node in program.graph.nodes)
 
 
@@ -87,6 +87,14 @@ def runs_only_in_engine(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in (".onnx", ".pt2") and is_quantized_file(path)
 
 
+def load_program(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """`torch.export.load` of an int8 .pt2: its graph calls `quantized_decomposed` ops, which
+    exist only once their defining module is imported (a fresh process fails without it)."""
+    import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers the Q/DQ ops)
+
+    return torch.export.load(str(path), **kwargs)
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON note of a file this package wrote ({} for other files)."""
     path = Path(path)
@@ -97,7 +105,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         return next((json.loads(p.value) for p in props if p.key == METADATA_KEY), {})
     if path.suffix.lower() == ".pt2":
         files = {METADATA_KEY: ""}
-        torch.export.load(str(path), extra_files=files)
+        load_program(path, extra_files=files)
         return json.loads(files[METADATA_KEY] or "{}")
     return {}
 
@@ -124,7 +132,7 @@ class ExportedProgramRunner(Runner):
         super().__init__(threads)
         program = program_or_path
         if isinstance(program_or_path, str | os.PathLike):
-            program = torch.export.load(str(program_or_path))
+            program = load_program(program_or_path)
         self.module = program.module() if hasattr(program, "module") else program
         if compile:
             self.kind = "torch_compile"

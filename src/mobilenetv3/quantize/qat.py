@@ -1,14 +1,15 @@
 """Quantization-aware fine-tuning: fake-quantized training graph -> int8 .pt2.
 
 The same traceable deployment graph as `ptq_torch` (BatchNorm folded into the convs, which
-are made trainable again) is prepared with the x86 QAT qconfig mapping (fake-quant modules
-with learnable-free moving-average observers on activations, per-channel weight fake-quant),
-trained like any module, then converted to the decomposed Q/DQ graph and saved as .pt2.
+are made trainable again; the SE gate as hardsigmoid, whose output has fixed [0, 1) qparams)
+is prepared with the x86 QAT mapping, its activations at the full uint8 range as in
+`ptq_torch` (x86's 7-bit `reduce_range` is for old fbgemm kernels, not the Q/DQ graph);
+moving-average min/max observers on activations, per-channel weight fake-quant. It trains
+like any module (`mobilenetv3 train --qat`), then converts to the decomposed Q/DQ graph with
+int8-stored weights and is saved as .pt2.
 
     prepared = prepare_qat(model, images[:2])    # an nn.Module: train it (SGD, a few epochs)
     save_qat(prepared, "model_int8.pt2", images[:2], model)
-
-Not wired into `mobilenetv3 train` yet (its loop, EMA and checkpoints expect a `MobileNet`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from torch import nn
 
 def prepare_qat(model: nn.Module, example: np.ndarray) -> nn.Module:
     """A fake-quantized, trainable copy of `model`'s deployment graph (train mode)."""
-    from torch.ao.quantization import get_default_qat_qconfig_mapping
+    from torch.ao.quantization import (
+        FakeQuantize,
+        MovingAverageMinMaxObserver,
+        QConfig,
+        get_default_qat_qconfig_mapping,
+    )
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
     from .ptq_torch import traceable_graph
@@ -34,7 +40,11 @@ def prepare_qat(model: nn.Module, example: np.ndarray) -> nn.Module:
         parameter.requires_grad_(True)  # the export graph freezes its folded weights
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FX quantization's migration notice
-        prepared = prepare_qat_fx(graph.train(), get_default_qat_qconfig_mapping("x86"),
+        mapping = get_default_qat_qconfig_mapping("x86")
+        activation = FakeQuantize.with_args(observer=MovingAverageMinMaxObserver, quant_min=0,
+                                            quant_max=255, reduce_range=False)  # fmt: skip
+        mapping.set_global(QConfig(activation, mapping.global_qconfig.weight))
+        prepared = prepare_qat_fx(graph.train(), mapping,
                                   (torch.from_numpy(np.ascontiguousarray(example)),))  # fmt: skip
     return prepared.train()
 
@@ -45,10 +55,10 @@ def save_qat(prepared: nn.Module, output: str | os.PathLike, example: np.ndarray
     from torch.ao.quantization.quantize_fx import _convert_to_reference_decomposed_fx
 
     from .files import metadata
-    from .ptq_torch import save_program
+    from .ptq_torch import save_program, store_int8
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        converted = _convert_to_reference_decomposed_fx(prepared.eval())
+        converted = store_int8(_convert_to_reference_decomposed_fx(prepared.eval()))
     note = metadata(model, method="quantization-aware training (FX x86 QAT)")
     return save_program(converted, output, torch.from_numpy(np.ascontiguousarray(example)), note)
