@@ -73,6 +73,26 @@ def test_onnx_int8_keeps_float_accuracy(shared, small, split, int8_onnx):
     assert int8_acc >= official - 3.0
 
 
+def test_onnx_int8_runs_as_int8_kernels(int8_onnx, tmp_path):
+    """After ONNX Runtime's own graph optimization, every conv but the 3-channel input conv
+    is a QLinearConv and only the input and output boundaries keep Q/DQ nodes (plain
+    quantize_static left 43 Q/DQ pairs around float hard-swish, gate, pool and pad ops)."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(int8_onnx), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(options.optimized_model_filepath).graph
+    ops = collections.Counter(n.op_type for n in graph.node)
+    assert ops["QLinearConv"] == 52 and ops["Conv"] == 1, ops
+    assert ops["QuantizeLinear"] + ops["DequantizeLinear"] <= 4, ops
+    assert not {"HardSwish", "Pad"} & set(ops), ops
+
+
 def test_evaluate_command_runs_int8_onnx(shared, int8_onnx, tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -33,8 +33,10 @@ def prepare_qat(model: nn.Module, example: np.ndarray) -> nn.Module:
     )
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
+    from . import check_quantizable
     from .ptq_torch import traceable_graph
 
+    check_quantizable(model)
     graph = traceable_graph(model, tuple(example.shape[-2:]))
     for parameter in graph.parameters():
         parameter.requires_grad_(True)  # the export graph freezes its folded weights
