@@ -121,5 +121,5 @@ def quantize_folder(weights: Any, calibration: str | os.PathLike, output: str | 
 
     model = weights if isinstance(weights, nn.Module) else create_model(weights=weights)
     paths = calibration_paths(calibration, num_images, subset)
-    images = load_batch(paths, model_preprocess(model))
+    images = load_batch(paths, model_preprocess(model), progress=True)
     return quantize_model(model.eval(), images, output, fmt, **options)

@@ -72,10 +72,13 @@ def calibration_paths(
     return paths
 
 
-def load_batch(paths: Sequence[Path], preprocess: Preprocess = SLIM_EVAL) -> np.ndarray:
+def load_batch(paths: Sequence[Path], preprocess: Preprocess = SLIM_EVAL,
+               progress: bool = False) -> np.ndarray:  # fmt: skip
     """NCHW float32 model input for `paths`; unreadable files are skipped, not fatal."""
+    from tqdm import tqdm
+
     arrays = []
-    for path in paths:
+    for path in tqdm(paths, desc="calibration photos", unit="img", disable=not progress):
         try:
             arrays.append(preprocess_image(load_image(path), preprocess).numpy())
         except (ImageError, OSError):

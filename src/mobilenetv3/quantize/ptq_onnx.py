@@ -24,8 +24,12 @@ so clipping them helps: int8 beats float here.)
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +77,18 @@ def _method(name: str):  # -> CalibrationMethod
     return methods[name]
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ONNX Runtime's calibrator prints a line per batch and logs advice on the root logger;
+    the command's own output should stay readable."""
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def quantize_onnx_file(
     float_onnx: str | os.PathLike,
     output: str | os.PathLike,
@@ -98,7 +114,7 @@ def quantize_onnx_file(
     with tempfile.TemporaryDirectory(prefix="mobilenetv3-ptq-") as folder:
         prepared = Path(folder) / "prepared.onnx"
         onnx.save(model, str(prepared))
-        with atomic_output(output) as tmp:
+        with atomic_output(output) as tmp, _quiet():
             quantize_static(str(prepared), str(tmp), _reader(images, "input"),
                             quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
