@@ -5,11 +5,13 @@
     runner = int8_runner("small_int8.onnx", threads=2)      # engines.Runner: NCHW -> logits
 
 Formats: `onnx` (QDQ: int8 per-channel weights, uint8 per-tensor activations, ONNX Runtime
-static quantization on our export), `pt2` (torch.export program quantized by PT2E with the
-x86 qconfig, saved with `torch.export.save`; see `ptq_torch` for why not PT2E here), `tflite`
-(int8 per-channel weights, int8 activations, float input/output through QUANTIZE/DEQUANTIZE,
-written without TensorFlow: `export.tflite_int8`; runs in LiteRT). The official uint8 .tflite
-files run as they are (`int8_runner(path)` / LiteRT).
+static quantization on our export, rewritten so ORT runs int8 kernels: `ort_graph`), `pt2`
+(torch.export Q/DQ program from FX graph mode quantization with the x86 qconfig; see
+`ptq_torch` for why not PT2E here), `tflite` (int8 per-channel weights, int8 activations,
+float input/output through QUANTIZE/DEQUANTIZE, written without TensorFlow:
+`export.tflite_int8`; runs in LiteRT; weights read from an official 8-bit .tflite keep its
+learned activation ranges and weight codes by default). The official uint8 .tflite files run
+as they are (`int8_runner(path)` / LiteRT).
 Calibration photos are preprocessed exactly as for evaluation; keep them disjoint from the
 photos the int8 model is then evaluated on (`calibration.split_samples`).
 """
