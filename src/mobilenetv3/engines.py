@@ -112,6 +112,7 @@ class OnnxRuntimeRunner(Runner):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: not a line per constant its optimizer folds
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
         self.output = "probabilities" if "prob" in self.session.get_outputs()[0].name else "logits"

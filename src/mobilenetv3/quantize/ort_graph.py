@@ -76,6 +76,8 @@ def prepare_float(model) -> dict[str, float]:
     used = {name for node in graph.node for name in node.input}
     for node in [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]:
         graph.node.remove(node)
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)  # ONNX Runtime warns about each one it loads
     del graph.value_info[:]  # channel counts changed; the quantizer infers shapes again
     return gates
 

@@ -79,14 +79,19 @@ def _method(name: str):  # -> CalibrationMethod
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """ONNX Runtime's calibrator prints a line per batch and logs advice on the root logger;
-    the command's own output should stay readable."""
+    """ONNX Runtime's calibrator prints a line per batch, logs advice on the root logger and
+    its sessions warn about every constant their optimizer folds; the command's own output
+    should stay readable."""
+    import onnxruntime as ort
+
     logging.disable(logging.WARNING)
+    ort.set_default_logger_severity(3)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
         logging.disable(logging.NOTSET)
+        ort.set_default_logger_severity(2)
 
 
 def quantize_onnx_file(
