@@ -131,12 +131,15 @@ def test_failed_export_leaves_no_file(setup: dict, tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
-def test_quantize_command_writes_tflite(shared: Path, tmp_path: Path) -> None:
+def test_quantize_command_writes_tflite(shared: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    """Weights from the official 8-bit file: its learned ranges by default, said so."""
     output = tmp_path / "small_int8.tflite"
     photos = shared / "images" / "imagenet-samples"
     assert main(["quantize", "--weights", str(shared / "pretrained" / SMALL), "--calibration",
                  str(photos), "--subset", "odd", "--num-images", "16", "--format", "tflite",
                  "--output", str(output)]) == 0  # fmt: skip
+    assert "(learned activation ranges)" in capsys.readouterr().out
     tfl = TFLiteModel.from_file(output)
     assert tfl.operators[0].opcode == "QUANTIZE"
     assert list(tmp_path.iterdir()) == [output]

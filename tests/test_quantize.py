@@ -261,9 +261,12 @@ def test_learned_ranges_need_an_8bit_source(split, tmp_path):
     with pytest.raises(ValueError, match="has none for v3_small_0.35"):
         quantize_model(untrained, split[0][:MIN_IMAGES], tmp_path / "q.tflite", "tflite",
                        method="learned")  # fmt: skip
-    with pytest.raises(ValueError, match="--format tflite"):
+    with pytest.raises(ValueError, match="--format onnx calibrates .* not 'learned'"):
         quantize_model(untrained, split[0][:MIN_IMAGES], tmp_path / "q.onnx", "onnx",
                        method="learned")  # fmt: skip
+    with pytest.raises(ValueError, match="--format pt2 calibrates activations by percentile"):
+        quantize_model(untrained, split[0][:MIN_IMAGES], tmp_path / "q.pt2", "pt2",
+                       method="minmax")  # fmt: skip
     assert not list(tmp_path.iterdir())
 
 

@@ -24,21 +24,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "tflite: int8 TFLite, float in/out")  # fmt: skip
     parser.add_argument("--method", choices=("percentile", "entropy", "minmax", "learned"),
                         help="activation ranges. onnx: percentile (99.999, default), entropy, "
-                             "minmax. tflite: percentile (99.99), minmax, or learned: the "
+                             "minmax. pt2: percentile. tflite: percentile (99.99), minmax, or "
+                             "learned: the "
                              "ranges of the 8-bit .tflite given as --weights (learned by its "
                              "QAT; the default for such weights)")  # fmt: skip
     parser.add_argument("--output", required=True, help="int8 file to write (atomically)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..quantize import quantize_folder
+    from ..quantize import default_method, quantize_folder
     from ._common import load_model
 
     if args.num_images is not None and args.num_images < 1:
         raise ValueError("--num-images must be positive")
-    options = {"method": args.method} if args.method else {}
-    path = quantize_folder(load_model(args), args.calibration, args.output, args.format,
+    model = load_model(args)
+    method = args.method or default_method(model, args.format)
+    path = quantize_folder(model, args.calibration, args.output, args.format,
                            num_images=args.num_images, subset=args.subset,
-                           **options)  # fmt: skip
-    print(f"wrote int8 {args.format} -> {path}")
+                           method=method)  # fmt: skip
+    print(f"wrote int8 {args.format} ({method} activation ranges) -> {path}")
     return 0

@@ -38,15 +38,21 @@ from .files import (
 )
 
 FORMATS = ("onnx", "pt2", "tflite")
+# activation calibration each format offers; the first is its default (tflite: see
+# `default_method`)
+METHODS = {"onnx": ("percentile", "entropy", "minmax"), "pt2": ("percentile",),
+           "tflite": ("percentile", "minmax", "learned")}  # fmt: skip
 
 __all__ = [
     "FORMATS",
+    "METHODS",
     "MIN_IMAGES",
     "CalibrationError",
     "Int8FileError",
     "Int8Model",
     "UnquantizableModelError",
     "check_quantizable",
+    "default_method",
     "calibration_paths",
     "int8_forward",
     "int8_runner",
@@ -90,12 +96,26 @@ def check_quantizable(model: nn.Module) -> None:
             "export the float model instead")
 
 
+def default_method(model: nn.Module, fmt: str) -> str:
+    """Percentile, except "learned" for int8 TFLite of weights read from an 8-bit .tflite."""
+    if fmt == "tflite":
+        from ..export.tflite_int8 import default_method as tflite_default
+
+        return tflite_default(model)
+    return METHODS[fmt][0]
+
+
 def quantize_model(model: nn.Module, images: np.ndarray, output: str | os.PathLike, fmt: str,
-                   **options: Any) -> Path:  # fmt: skip
+                   *, method: str | None = None, **options: Any) -> Path:  # fmt: skip
     """Quantize a float `model` with calibration `images` (NCHW float32, preprocessed) into
-    `output` as `fmt`; `options` go to the format's quantizer (e.g. `method=` for onnx)."""
+    `output` as `fmt`, activation ranges by `method` (None: `default_method`); `options` go
+    to the format's quantizer (e.g. `percentile=`)."""
     if fmt not in FORMATS:
         raise ValueError(f"int8 format {fmt!r} is not supported: use one of {', '.join(FORMATS)}")
+    method = method or default_method(model, fmt)
+    if method not in METHODS[fmt]:
+        raise ValueError(f"--format {fmt} calibrates activations by {' or '.join(METHODS[fmt])}, "
+                         f"not {method!r}")  # fmt: skip
     check_quantizable(model)
     if len(images) < MIN_IMAGES:
         raise CalibrationError(f"{len(images)} calibration images; give at least {MIN_IMAGES}")
@@ -103,11 +123,11 @@ def quantize_model(model: nn.Module, images: np.ndarray, output: str | os.PathLi
     if fmt == "onnx":
         from .ptq_onnx import quantize_onnx
 
-        return quantize_onnx(model, output, images, image_size=size, **options)
+        return quantize_onnx(model, output, images, image_size=size, method=method, **options)
     if fmt == "tflite":
         from ..export.tflite_int8 import export_tflite_int8
 
-        return export_tflite_int8(model, output, images, **options).path
+        return export_tflite_int8(model, output, images, method=method, **options).path
     from .ptq_torch import quantize_pt2
 
     return quantize_pt2(model, output, images, **options)

@@ -69,9 +69,6 @@ def _method(name: str):  # -> CalibrationMethod
 
     methods = {"percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy,
                "minmax": CalibrationMethod.MinMax}  # fmt: skip
-    if name == "learned":
-        raise ValueError("learned ranges (read from an 8-bit .tflite) are written into int8 "
-                         ".tflite files only: use --format tflite, or --method percentile")
     if name not in methods:
         raise ValueError(f"unknown calibration method {name!r}: expected one of {METHODS}")
     return methods[name]
