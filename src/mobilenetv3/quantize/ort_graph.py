@@ -127,8 +127,10 @@ def _split_gate_scales(g: _Graph) -> dict[str, float]:
 
 
 def _align_depthwise(graph) -> None:
+    # one set of maps serves the whole pass: padding rewrites initializers in place and
+    # `group` attributes, never which node produces or reads a tensor
+    g = _Graph(graph)
     for node in list(graph.node):
-        g = _Graph(graph)
         weight = g.value(node.input[1]) if node.op_type == "Conv" else None
         channels = 0 if weight is None else weight.shape[0]
         if (weight is None or weight.shape[1] != 1 or _attr(node, "group", 1) != channels
