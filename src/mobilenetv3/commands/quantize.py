@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..quantize import FORMATS, METHODS
+from ..quantize.calibration import SUBSETS
 from ._common import add_model_arguments
 
 HELP = ("int8 post-training quantization calibrated on real photos (ONNX Runtime .onnx, "
@@ -16,13 +18,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="folder of calibration photos (keep them out of evaluation)")
     parser.add_argument("--num-images", type=int, default=500,
                         help="calibration photos used, spread over the folder (default 500)")
-    parser.add_argument("--subset", choices=("all", "odd", "even"), default="all",
+    parser.add_argument("--subset", choices=SUBSETS, default="all",
                         help="odd/even: only photos of odd/even class index (labelled folders), "
                              "so the other half stays unseen for evaluation")  # fmt: skip
-    parser.add_argument("--format", required=True, choices=("onnx", "pt2", "tflite"),
+    parser.add_argument("--format", required=True, choices=FORMATS,
                         help="onnx: ONNX Runtime QDQ; pt2: torch.export int8 Q/DQ program; "
                              "tflite: int8 TFLite, float in/out")  # fmt: skip
-    parser.add_argument("--method", choices=("percentile", "entropy", "minmax", "learned"),
+    parser.add_argument("--method", choices=sorted({m for ms in METHODS.values() for m in ms}),
                         help="activation ranges. onnx: percentile (99.999, default), entropy, "
                              "minmax. pt2: percentile. tflite: percentile (99.99), minmax, or "
                              "learned: the "

@@ -37,7 +37,6 @@ from torch import nn
 
 from .ort_graph import finish_quantized, prepare_float
 
-METHODS = ("percentile", "entropy", "minmax")
 BATCH = 8  # images per calibration run; histograms are merged batch by batch
 
 
@@ -70,7 +69,8 @@ def _method(name: str):  # -> CalibrationMethod
     methods = {"percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy,
                "minmax": CalibrationMethod.MinMax}  # fmt: skip
     if name not in methods:
-        raise ValueError(f"unknown calibration method {name!r}: expected one of {METHODS}")
+        raise ValueError(f"unknown calibration method {name!r}: expected one of "
+                         f"{', '.join(methods)}")  # fmt: skip
     return methods[name]
 
 
