@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mobilenetv3.formats.archive import open_checkpoint_in_tar
-from mobilenetv3.formats.tensorbundle import read_checkpoint
 from mobilenetv3.reference import ENV_VAR, shared_dir
+from mobilenetv3.weights.archive import open_checkpoint_in_tar
+from mobilenetv3.weights.tensorbundle import read_checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results" / "checkpoint_load.json"
 
@@ -28,8 +28,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "checkpoint_load.json"
 _CHILD = r"""
 import json, sys
 import numpy as np
-from mobilenetv3.formats.archive import open_checkpoint_in_tar
-from mobilenetv3.formats.tensorbundle import CheckpointReader
+from mobilenetv3.weights.archive import open_checkpoint_in_tar
+from mobilenetv3.weights.tensorbundle import CheckpointReader
 
 def status():
     fields = {}

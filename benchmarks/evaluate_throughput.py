@@ -15,11 +15,11 @@ import torch
 from _common import RESULTS, write_json
 
 from mobilenetv3 import create_model
-from mobilenetv3.datasets import list_samples
-from mobilenetv3.engines import make_runner
-from mobilenetv3.evaluate import evaluate, model_preprocess
-from mobilenetv3.preprocess import load_image, preprocess_image
+from mobilenetv3.data.datasets import list_samples
+from mobilenetv3.data.preprocess import load_image, preprocess_image
 from mobilenetv3.reference import shared_dir
+from mobilenetv3.runtime.engines import make_runner
+from mobilenetv3.runtime.evaluate import evaluate, model_preprocess
 
 
 def rate(count: int, seconds: float) -> float:

@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, new_figure, save_figure, write_json  # sets OMP_WAIT_POLICY first
 
 import mobilenetv3
-from mobilenetv3.datasets import list_samples
-from mobilenetv3.engines import LiteRTRunner, Runner, make_runner, time_runners
-from mobilenetv3.export.tflite_int8 import LEARNED, default_method
+from mobilenetv3.data.datasets import list_samples
 from mobilenetv3.quantize import int8_runner, load_batch, quantize_model, split_samples
+from mobilenetv3.quantize.tflite_int8 import LEARNED, default_method
 from mobilenetv3.reference import shared_dir
+from mobilenetv3.runtime.engines import LiteRTRunner, Runner, make_runner, time_runners
 
 OFFICIAL = "v3-small_224_1.0_uint8.tflite"
 

@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from mobilenetv3.quantized import QuantizedTFLiteModule
 from mobilenetv3.reference import shared_dir
+from mobilenetv3.tflite.interpreter import QuantizedTFLiteModule
 
 FILES = ["v3-small_224_1.0_uint8.tflite", "v3-large-minimalistic_224_1.0_uint8.tflite"]
 RESULTS = Path(__file__).resolve().parent / "results" / "int8_reference.json"

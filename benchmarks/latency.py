@@ -35,7 +35,7 @@ from _common import (  # before anything imports torch: sets OMP_WAIT_POLICY
 )
 
 import mobilenetv3
-from mobilenetv3.engines import KINDS, benchmark, format_table
+from mobilenetv3.runtime.engines import KINDS, benchmark, format_table
 
 MULTIPLIERS = ("0.35", "0.5", "0.75", "1.0")
 # The released models with published top-1 are finegrain (last layer kept wide) at V3 0.75
@@ -156,7 +156,7 @@ def latency_chart(rows: list[dict], published: dict[str, dict], path: Path,
                   threads: int = 1) -> Path:  # fmt: skip
     """Latency (fastest engine per model, batch 1) vs published top-1: a line per family in
     depth-multiplier order, minimalistic models and the official uint8 files as markers."""
-    from mobilenetv3.specs import parse_variant
+    from mobilenetv3.core.specs import parse_variant
 
     fig, ax = new_figure()
     names = sorted({r["model"] for r in rows if r["engine"] != "litert uint8"})

@@ -18,11 +18,11 @@ from _common import RESULTS, write_json
 
 from mobilenetv3 import count_macs, count_params, create_model
 from mobilenetv3.commands.summary import README_TABLE
-from mobilenetv3.datasets import list_samples
-from mobilenetv3.engines import make_runner
-from mobilenetv3.evaluate import evaluate, model_preprocess
-from mobilenetv3.hub import RELEASES, cache_dir
+from mobilenetv3.data.datasets import list_samples
 from mobilenetv3.reference import shared_dir
+from mobilenetv3.runtime.engines import make_runner
+from mobilenetv3.runtime.evaluate import evaluate, model_preprocess
+from mobilenetv3.weights.hub import RELEASES, cache_dir
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- official-table:start -->", "<!-- official-table:end -->"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import mobilenetv3
-from mobilenetv3.loading import WeightsError, load_slim_state, read_slim_state
+from mobilenetv3.weights.loading import WeightsError, load_slim_state, read_slim_state
 
 SIZES = ["224x224", "160x160", "225x193"]
 GROUPS = [("v3_large_1.0", "plain"), ("v3_small_1.0", "plain"), ("v3_small_1.0", "ema")]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mobilenetv3.datasets import (
+from mobilenetv3.data.datasets import (
     BadSample,
     DatasetError,
     ImageDataset,
@@ -15,8 +15,8 @@ from mobilenetv3.datasets import (
     list_samples,
     make_loader,
 )
-from mobilenetv3.labels import imagenet_labels
-from mobilenetv3.preprocess import SLIM_EVAL
+from mobilenetv3.data.labels import imagenet_labels
+from mobilenetv3.data.preprocess import SLIM_EVAL
 
 TENCH, GOLDFISH = "n01440764", "n01443537"  # slim indices 1, 2
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import mobilenetv3
-from mobilenetv3.engines import KINDS, make_runner
 from mobilenetv3.export import example_input, export_pt2, randomize
+from mobilenetv3.runtime.engines import KINDS, make_runner
 
 SIZE = (64, 64)
 
@@ -59,7 +59,7 @@ def test_unknown_kind(tiny: torch.nn.Module) -> None:
 def test_official_uint8_tflite(shared: Path) -> None:
     """The official files run through the same interface (uint8 in, probabilities out) and
     agree with our float export of their own weights on real photos."""
-    from mobilenetv3.preprocess import load_image, preprocess_image
+    from mobilenetv3.data.preprocess import load_image, preprocess_image
 
     official = shared / "pretrained" / "v3-small_224_1.0_uint8.tflite"
     photos = sorted((shared / "images" / "imagenet-samples").iterdir())[:4]

@@ -12,8 +12,8 @@ import torch
 from export_helpers import VARIANTS, export_every_variant, export_size
 
 import mobilenetv3
-from mobilenetv3.engines import make_runner
 from mobilenetv3.export import example_input, export_onnx, randomize
+from mobilenetv3.runtime.engines import make_runner
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_graph_uses_native_ops_only(exported: dict, name: str) -> None:
 
 def test_official_weights_on_a_photo(shared: Path, tmp_path: Path) -> None:
     """Real weights saturate SE gates (where slim's gate is 1.00002, not 1): still <= 1e-4."""
-    from mobilenetv3.preprocess import load_image, preprocess_image
+    from mobilenetv3.data.preprocess import load_image, preprocess_image
 
     weights = shared / "pretrained" / "v3-small_224_1.0_uint8.tflite"
     model = mobilenetv3.create_model(weights=weights)

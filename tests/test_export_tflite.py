@@ -11,16 +11,11 @@ import torch
 from export_helpers import VARIANTS, export_every_variant, export_size
 
 import mobilenetv3
-from mobilenetv3.engines import make_runner
-from mobilenetv3.export import (
-    example_input,
-    export_tflite,
-    fold_batch_norm,
-    randomize,
-    tflite_writer,
-)
-from mobilenetv3.formats.tflite import TFLiteModel
-from mobilenetv3.layers import ConvBNAct
+from mobilenetv3.core.layers import ConvBNAct
+from mobilenetv3.export import example_input, export_tflite, fold_batch_norm, randomize
+from mobilenetv3.runtime.engines import make_runner
+from mobilenetv3.tflite import writer as tflite_writer
+from mobilenetv3.tflite.reader import TFLiteModel
 
 ALLOWED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "HARD_SWISH", "ADD", "MUL", "AVERAGE_POOL_2D",
                "RESHAPE", "SOFTMAX"}  # fmt: skip

@@ -12,12 +12,11 @@ import torch
 
 import mobilenetv3
 from mobilenetv3.cli import main
-from mobilenetv3.datasets import list_samples
-from mobilenetv3.engines import make_runner
-from mobilenetv3.export import tflite_int8
-from mobilenetv3.formats.tflite import TFLiteModel
-from mobilenetv3.quantize import load_batch, split_samples
-from mobilenetv3.quantized import QuantizedTFLiteModule
+from mobilenetv3.data.datasets import list_samples
+from mobilenetv3.quantize import load_batch, split_samples, tflite_int8
+from mobilenetv3.runtime.engines import make_runner
+from mobilenetv3.tflite.interpreter import QuantizedTFLiteModule
+from mobilenetv3.tflite.reader import TFLiteModel
 
 SMALL = "v3-small_224_1.0_uint8.tflite"
 NUM_CALIBRATION, NUM_EVAL, NUM_REFERENCE = 64, 200, 48

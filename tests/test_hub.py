@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from mobilenetv3 import hub
 from mobilenetv3.cli import main
+from mobilenetv3.weights import hub
 
 
 def test_unverified_download_is_refused_before_any_network_access(tmp_path, monkeypatch):

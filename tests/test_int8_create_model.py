@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mobilenetv3
-from mobilenetv3.preprocess import load_image, preprocess_image
+from mobilenetv3.data.preprocess import load_image, preprocess_image
 
 SMALL = "v3-small_224_1.0_uint8.tflite"
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from mobilenetv3.formats.tflite import OperatorSpec, TensorSpec, TFLiteModel, build_tflite
-from mobilenetv3.quantized import (
+from mobilenetv3.tflite.interpreter import (
     QuantizedTFLiteModule,
     multiply_by_quantized_multiplier,
     quantize,
     quantize_multiplier,
 )
+from mobilenetv3.tflite.reader import OperatorSpec, TensorSpec, TFLiteModel, build_tflite
 
 FILES = ["v3-small_224_1.0_uint8.tflite", "v3-large-minimalistic_224_1.0_uint8.tflite"]
 N_IMAGES = 200

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobilenetv3.labels import (
+from mobilenetv3.data.labels import (
     from_slim_index,
     imagenet_labels,
     synset_to_index,

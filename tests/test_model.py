@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import mobilenetv3
-from mobilenetv3.naming import slim_names, slim_shape
+from mobilenetv3.core.naming import slim_names, slim_shape
 
 FIGURE_VARIANTS = [
     "v3_large_1.0", "v3_large_0.75", "v3_large_0.75_finegrain", "v3_small_1.0", "v3_small_0.75",
@@ -114,7 +114,7 @@ def test_non_square_head_pools_with_slim_window():
 
 
 def test_depth_multiplier_rounding_follows_slim():
-    from mobilenetv3.layers import make_divisible
+    from mobilenetv3.core.layers import make_divisible
 
     # slim keeps a multiple of 8, never more than 10% below the exact value, at least min_depth
     assert [make_divisible(v, 8) for v in (12, 5.6, 20.3, 147.2, 3)] == [16, 8, 24, 144, 8]

@@ -10,9 +10,9 @@ import torch
 
 import mobilenetv3
 from mobilenetv3.cli import main
-from mobilenetv3.datasets import list_samples
-from mobilenetv3.evaluate import evaluate, torch_forward
-from mobilenetv3.preprocess import SLIM_EVAL, load_image, preprocess_image
+from mobilenetv3.data.datasets import list_samples
+from mobilenetv3.data.preprocess import SLIM_EVAL, load_image, preprocess_image
+from mobilenetv3.runtime.evaluate import evaluate, torch_forward
 
 SMALL = "v3-small_224_1.0_uint8.tflite"
 LARGE_MIN = "v3-large-minimalistic_224_1.0_uint8.tflite"

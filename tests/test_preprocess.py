@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mobilenetv3.labels import synset_to_index
-from mobilenetv3.preprocess import (
+from mobilenetv3.data.labels import synset_to_index
+from mobilenetv3.data.preprocess import (
     SLIM_EVAL,
     SLIM_EVAL_TF1,
     TIMM_IMAGENET,

@@ -8,9 +8,7 @@ import pytest
 
 import mobilenetv3
 from mobilenetv3.cli import main
-from mobilenetv3.datasets import list_samples
-from mobilenetv3.engines import LiteRTRunner, make_runner
-from mobilenetv3.loading import WeightsError
+from mobilenetv3.data.datasets import list_samples
 from mobilenetv3.quantize import (
     MIN_IMAGES,
     CalibrationError,
@@ -23,6 +21,8 @@ from mobilenetv3.quantize import (
     quantize_model,
     split_samples,
 )
+from mobilenetv3.runtime.engines import LiteRTRunner, make_runner
+from mobilenetv3.weights.loading import WeightsError
 
 SMALL = "v3-small_224_1.0_uint8.tflite"
 CALIBRATION = 96  # odd-label photos; every even-label photo (500) evaluates
@@ -202,7 +202,7 @@ def test_learned_ranges_and_weight_grid_are_the_official_files(learned):
     """Every activation named as one of the official file's has its range (int8 zero point =
     uint8 zero point - 128, same scale); every weight channel whose official codes fit in
     [-127, 127] keeps them exactly, bias codes included."""
-    from mobilenetv3.formats.tflite import TFLiteModel
+    from mobilenetv3.tflite.reader import TFLiteModel
 
     ours = TFLiteModel.from_file(learned[2])
     official = TFLiteModel.from_file(learned[0])

@@ -19,8 +19,8 @@ import google_crc32c
 import numpy as np
 import pytest
 
-from mobilenetv3.formats.archive import list_tar_members, open_checkpoint_in_tar, read_tar_member
-from mobilenetv3.formats.tensorbundle import (
+from mobilenetv3.weights.archive import list_tar_members, open_checkpoint_in_tar, read_tar_member
+from mobilenetv3.weights.tensorbundle import (
     CheckpointError,
     CheckpointReader,
     iter_proto_fields,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobilenetv3.formats.tflite import (
+from mobilenetv3.tflite.reader import (
     KNOWN_OPS,
     OperatorSpec,
     TensorSpec,

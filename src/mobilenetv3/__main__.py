@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from mobilenetv3.cli import main
 
 sys.exit(main())

@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from . import specs
-from .model import FeatureExtractor, MobileNet
+from mobilenetv3.core import specs
+from mobilenetv3.core.model import FeatureExtractor, MobileNet
 
 
 def list_models() -> list[str]:
@@ -37,7 +37,7 @@ def create_model(
     if int8:
         return _int8_module(weights)
     if weights is not None:
-        from .loading import load_pretrained
+        from mobilenetv3.weights.loading import load_pretrained
 
         model = load_pretrained(weights, name, num_classes=num_classes,
                                 depth_multiplier=depth_multiplier, **overrides)  # fmt: skip
@@ -64,15 +64,15 @@ def build(name: str, *, num_classes: int = 1001, depth_multiplier: float | None 
 def _int8_module(weights: Any) -> nn.Module:
     from pathlib import Path
 
-    from .formats.tflite import TFLiteModel
-    from .quantized import QuantizedTFLiteModule
+    from mobilenetv3.tflite.interpreter import QuantizedTFLiteModule
+    from mobilenetv3.tflite.reader import TFLiteModel
 
     if weights is None or not str(weights).endswith((".tflite", ".tgz", ".tar.gz")):
         raise ValueError(f"int8=True runs a quantized .tflite (or a release .tgz holding one), "
                          f"got {weights!r}")  # fmt: skip
     if str(weights).endswith(".tflite"):
         return QuantizedTFLiteModule(TFLiteModel.from_file(Path(weights))).eval()
-    from .formats.archive import read_tar_member
+    from mobilenetv3.weights.archive import read_tar_member
 
     data = read_tar_member(weights, ".tflite")
     return QuantizedTFLiteModule(TFLiteModel.from_bytes(data, source=str(weights))).eval()

@@ -13,7 +13,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, weights_required: bo
 
 
 def load_model(args: argparse.Namespace):  # -> MobileNet
-    from .. import create_model
+    from mobilenetv3 import create_model
 
     if args.weights is None and args.model is None:
         raise ValueError("give --weights (or --model for random weights)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_model_arguments
+from mobilenetv3.commands._common import add_model_arguments
 
 HELP = "CPU latency of one model on each inference engine (median, p90, ratio to fastest)"
 
@@ -23,8 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engines import benchmark, format_table
-    from ._common import load_model
+    from mobilenetv3.commands._common import load_model
+    from mobilenetv3.runtime.engines import benchmark, format_table
 
     model = load_model(args)
     rows = benchmark(model, args.engines, threads=args.threads, batch_size=args.batch_size,

@@ -21,9 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run_convert(source: str | Path, output: str | Path, model_name: str | None = None,
                 use_ema: bool = True) -> Path:  # fmt: skip
     """Read any weights and write them with their variant, preprocessing and labels."""
-    from .. import create_model
-    from ..loading import save_safetensors
-    from ..preprocess import SLIM_EVAL
+    from mobilenetv3 import create_model
+    from mobilenetv3.data.preprocess import SLIM_EVAL
+    from mobilenetv3.weights.loading import save_safetensors
 
     output = Path(output)
     if output.suffix != ".safetensors":

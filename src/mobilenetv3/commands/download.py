@@ -9,7 +9,7 @@ HELP = "download an official release tarball (verified by sha256) into the cache
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from ..hub import RELEASES
+    from mobilenetv3.weights.hub import RELEASES
 
     parser.add_argument("name", choices=sorted(RELEASES))
     parser.add_argument("--dir", type=Path, help="where to put it (default: the user cache)")
@@ -18,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hub import download, sha256_of
+    from mobilenetv3.weights.hub import download, sha256_of
 
     path = download(args.name, args.dir, allow_unverified=args.allow_unverified)
     print(f"{path}  sha256 {sha256_of(path)}")

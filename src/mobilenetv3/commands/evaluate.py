@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from ..atomic import write_json
-from ._common import add_model_arguments, load_model
+from mobilenetv3.atomic import write_json
+from mobilenetv3.commands._common import add_model_arguments, load_model
 
 HELP = "accuracy on an ImageNet-layout folder, a flat <synset>_x.JPEG folder or a list file"
 
@@ -30,8 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def engine_forward(engine: str, model, weights: str | None, threads: int | None, batch: int):
     """A forward function for the chosen engine (torch: the BN-folded deployment graph);
     LiteRT runs a .tflite as it is."""
-    from ..engines import make_runner
-    from ..quantize import int8_forward, runs_only_in_engine
+    from mobilenetv3.quantize import int8_forward, runs_only_in_engine
+    from mobilenetv3.runtime.engines import make_runner
 
     if weights is not None and runs_only_in_engine(weights):  # an int8 .onnx/.pt2 as it is
         return int8_forward(engine, weights, threads, batch, model_image_size(model))
@@ -44,15 +44,15 @@ def engine_forward(engine: str, model, weights: str | None, threads: int | None,
 
 
 def model_image_size(model) -> tuple[int, int]:
-    from ..evaluate import model_preprocess
+    from mobilenetv3.runtime.evaluate import model_preprocess
 
     return tuple(model_preprocess(model).image_size)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datasets import list_samples
-    from ..evaluate import evaluate, model_labels, model_preprocess
-    from ..quantize import load_int8, runs_only_in_engine
+    from mobilenetv3.data.datasets import list_samples
+    from mobilenetv3.quantize import load_int8, runs_only_in_engine
+    from mobilenetv3.runtime.evaluate import evaluate, model_labels, model_preprocess
 
     int8 = args.weights is not None and runs_only_in_engine(args.weights)
     model = load_int8(args.weights) if int8 else load_model(args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_model_arguments
+from mobilenetv3.commands._common import add_model_arguments
 
 HELP = "export to ONNX, float TFLite or torch.export (.pt2), checked against PyTorch"
 
@@ -23,8 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export, randomize
-    from ._common import load_model
+    from mobilenetv3.commands._common import load_model
+    from mobilenetv3.export import export, randomize
 
     model = load_model(args)
     if args.weights is None:

@@ -7,7 +7,7 @@ import glob
 import json
 from pathlib import Path
 
-from ._common import add_model_arguments, load_model
+from mobilenetv3.commands._common import add_model_arguments, load_model
 
 HELP = "classify images (files, folders or globs): top-k class names and probabilities"
 
@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def expand_images(items: list[str]) -> list[Path]:
     """Files as given, folders' images sorted, globs expanded; missing ones are an error."""
-    from ..datasets import IMAGE_SUFFIXES
+    from mobilenetv3.data.datasets import IMAGE_SUFFIXES
 
     paths: list[Path] = []
     for item in items:
@@ -46,9 +46,9 @@ def predict(model, paths: list[Path], topk: int = 5, batch_size: int = 32,
             include_background: bool = False) -> list[dict]:  # fmt: skip
     import torch
 
-    from ..evaluate import model_labels, model_preprocess
-    from ..labels import top_k
-    from ..preprocess import load_image, preprocess_image
+    from mobilenetv3.data.labels import top_k
+    from mobilenetv3.data.preprocess import load_image, preprocess_image
+    from mobilenetv3.runtime.evaluate import model_labels, model_preprocess
 
     preprocess, labels = model_preprocess(model), model_labels(model)
     results = []

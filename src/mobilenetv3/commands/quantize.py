@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..quantize import FORMATS, METHODS
-from ..quantize.calibration import SUBSETS
-from ._common import add_model_arguments
+from mobilenetv3.commands._common import add_model_arguments
+from mobilenetv3.quantize import FORMATS, METHODS
+from mobilenetv3.quantize.calibration import SUBSETS
 
 HELP = ("int8 post-training quantization calibrated on real photos (ONNX Runtime .onnx, "
         "torch .pt2, LiteRT .tflite)")
@@ -34,8 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..quantize import default_method, quantize_folder
-    from ._common import load_model
+    from mobilenetv3.commands._common import load_model
+    from mobilenetv3.quantize import default_method, quantize_folder
 
     if args.num_images is not None and args.num_images < 1:
         raise ValueError("--num-images must be positive")

@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def summary_rows(models: list[str], image_size: tuple[int, int]) -> list[dict]:
-    from .. import count_macs, count_params, create_model
+    from mobilenetv3 import count_macs, count_params, create_model
 
     rows = []
     for name in models:
@@ -64,7 +64,7 @@ def format_table(rows: list[dict], image_size: tuple[int, int]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import list_models
+    from mobilenetv3 import list_models
 
     size = tuple(args.image_size)
     print(format_table(summary_rows(args.models or list_models(), size), size))

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..atomic import atomic_output
-from ..layers import ConvBNAct
+from mobilenetv3.atomic import atomic_output
+from mobilenetv3.core.layers import ConvBNAct
 
 FORMATS = ("onnx", "tflite", "pt2")
 SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "pt2": ".pt2"}
@@ -144,8 +144,10 @@ def export(model: nn.Module, path: str | os.PathLike, format: str, **options: An
 
 def __getattr__(name: str) -> Any:
     if name in ("export_onnx", "export_tflite", "export_pt2"):
-        module = {"export_onnx": "onnx", "export_tflite": "tflite_writer", "export_pt2": "pt2"}
+        module = {"export_onnx": "mobilenetv3.export.onnx",
+                  "export_tflite": "mobilenetv3.tflite.writer",
+                  "export_pt2": "mobilenetv3.export.pt2"}
         from importlib import import_module
 
-        return getattr(import_module(f"{__name__}.{module[name]}"), name)
+        return getattr(import_module(module[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import layers
-from . import (
+from mobilenetv3.core import layers
+from mobilenetv3.export import (
     ExportResult,
     atomic_output,
     example_input,
@@ -165,7 +165,7 @@ def check_onnx(
     batch: int = 1,
 ) -> float:  # fmt: skip
     """Max abs difference between ONNX Runtime on `path` and PyTorch on the same batch."""
-    from ..engines import make_runner
+    from mobilenetv3.runtime.engines import make_runner
 
     x = example_input(image_size, batch, seed=1)
     runner = make_runner("onnxruntime", path, threads=1)

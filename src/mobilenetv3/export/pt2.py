@@ -10,7 +10,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import ExportResult, atomic_output, example_input, max_abs_diff, reference_output
+from mobilenetv3.export import (
+    ExportResult,
+    atomic_output,
+    example_input,
+    max_abs_diff,
+    reference_output,
+)
 
 
 def export_pt2(

@@ -25,9 +25,15 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from .. import layers
-from .calibration import MIN_IMAGES, CalibrationError, calibration_paths, load_batch, split_samples
-from .files import (
+from mobilenetv3.core import layers
+from mobilenetv3.quantize.calibration import (
+    MIN_IMAGES,
+    CalibrationError,
+    calibration_paths,
+    load_batch,
+    split_samples,
+)
+from mobilenetv3.quantize.files import (
     Int8FileError,
     Int8Model,
     int8_forward,
@@ -99,7 +105,7 @@ def check_quantizable(model: nn.Module) -> None:
 def default_method(model: nn.Module, fmt: str) -> str:
     """Percentile, except "learned" for int8 TFLite of weights read from an 8-bit .tflite."""
     if fmt == "tflite":
-        from ..export.tflite_int8 import default_method as tflite_default
+        from mobilenetv3.quantize.tflite_int8 import default_method as tflite_default
 
         return tflite_default(model)
     return METHODS[fmt][0]
@@ -121,14 +127,14 @@ def quantize_model(model: nn.Module, images: np.ndarray, output: str | os.PathLi
         raise CalibrationError(f"{len(images)} calibration images; give at least {MIN_IMAGES}")
     size = tuple(images.shape[-2:])
     if fmt == "onnx":
-        from .ptq_onnx import quantize_onnx
+        from mobilenetv3.quantize.ptq_onnx import quantize_onnx
 
         return quantize_onnx(model, output, images, image_size=size, method=method, **options)
     if fmt == "tflite":
-        from ..export.tflite_int8 import export_tflite_int8
+        from mobilenetv3.quantize.tflite_int8 import export_tflite_int8
 
         return export_tflite_int8(model, output, images, method=method, **options).path
-    from .ptq_torch import quantize_pt2
+    from mobilenetv3.quantize.ptq_torch import quantize_pt2
 
     return quantize_pt2(model, output, images, **options)
 
@@ -138,8 +144,8 @@ def quantize_folder(weights: Any, calibration: str | os.PathLike, output: str | 
                     **options: Any) -> Path:  # fmt: skip
     """`mobilenetv3 quantize`: float weights (any file `create_model` reads, or a model) and a
     folder of calibration photos -> an int8 file."""
-    from ..evaluate import model_preprocess
-    from ..factory import create_model
+    from mobilenetv3.factory import create_model
+    from mobilenetv3.runtime.evaluate import model_preprocess
 
     model = weights if isinstance(weights, nn.Module) else create_model(weights=weights)
     paths = calibration_paths(calibration, num_images, subset)

@@ -14,8 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import IMAGE_SUFFIXES
-from ..preprocess import SLIM_EVAL, ImageError, Preprocess, load_image, preprocess_image
+from mobilenetv3.data.datasets import IMAGE_SUFFIXES
+from mobilenetv3.data.preprocess import (
+    SLIM_EVAL,
+    ImageError,
+    Preprocess,
+    load_image,
+    preprocess_image,
+)
 
 MIN_IMAGES = 16  # fewer cannot give stable percentiles; a typo'd folder usually has 0-2
 SUBSETS = ("all", "odd", "even")
@@ -58,7 +64,7 @@ def calibration_paths(
     if subset == "all":
         paths = list_images(folder)
     else:
-        from ..datasets import list_samples
+        from mobilenetv3.data.datasets import list_samples
 
         paths = [p for p, _ in split_samples(list_samples(folder), subset)]
     if not paths:

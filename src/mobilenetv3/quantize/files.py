@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engines import LiteRTRunner, OnnxRuntimeRunner, Runner
+from mobilenetv3.runtime.engines import LiteRTRunner, OnnxRuntimeRunner, Runner
 
 METADATA_KEY = "mobilenetv3"  # ONNX metadata_props key; pt2 extra file name
 ENGINE_OF = {".onnx": ("onnxruntime",), ".pt2": ("torch", "torch_compile"), ".tflite": ("litert",)}
@@ -62,7 +62,7 @@ def _onnx_quantized(path: Path) -> bool:
 
 
 def _tflite_quantized(path: Path) -> bool:
-    from ..formats.tflite import TFLiteModel
+    from mobilenetv3.tflite.reader import TFLiteModel
 
     model = TFLiteModel.from_bytes(path.read_bytes(), source=str(path))
     return any(t.dtype in (np.int8, np.uint8) for t in model.tensors)

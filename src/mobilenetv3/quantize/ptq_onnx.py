@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from .ort_graph import finish_quantized, prepare_float
+from mobilenetv3.quantize.ort_graph import finish_quantized, prepare_float
 
 BATCH = 8  # images per calibration run; histograms are merged batch by batch
 
@@ -104,7 +104,7 @@ def quantize_onnx_file(
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from ..export import atomic_output
+    from mobilenetv3.export import atomic_output
 
     # images are cut into whole batches so the strided (chunked) collection divides evenly
     usable = len(images) // BATCH * BATCH
@@ -132,7 +132,7 @@ def _add_note(model, note: dict) -> None:
     """Store the JSON note `files.load_int8` reads (variant, classes, calibration)."""
     import json
 
-    from .files import METADATA_KEY
+    from mobilenetv3.quantize.files import METADATA_KEY
 
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(note)
@@ -148,8 +148,8 @@ def quantize_onnx(
     image_size: tuple[int, int] = (224, 224),
 ) -> Path:
     """Export `model` to float ONNX (dynamic batch) and quantize it into `output`."""
-    from ..export import export_onnx
-    from .files import metadata
+    from mobilenetv3.export import export_onnx
+    from mobilenetv3.quantize.files import metadata
 
     with tempfile.TemporaryDirectory(prefix="mobilenetv3-ptq-") as tmp:
         float_path = Path(tmp) / "float.onnx"

@@ -100,7 +100,7 @@ class _Traceable(nn.Module):
 
 def traceable_graph(model: nn.Module, image_size: tuple[int, int]) -> nn.Module:
     """The deployment graph with every autograd.Function replaced by traceable modules."""
-    from ..export.onnx import SlimGate, StaticConv, export_graph
+    from mobilenetv3.export.onnx import SlimGate, StaticConv, export_graph
 
     graph = export_graph(model, image_size)
     for parent in list(graph.modules()):
@@ -169,8 +169,8 @@ def quantize_graph_module(model: nn.Module, images: np.ndarray,
 def save_program(module: nn.Module, output: str | os.PathLike, example: torch.Tensor,
                  note: dict) -> Path:  # fmt: skip
     """Export with a free batch dimension; save with the JSON note `files.load_int8` reads."""
-    from ..export import atomic_output
-    from .files import METADATA_KEY
+    from mobilenetv3.export import atomic_output
+    from mobilenetv3.quantize.files import METADATA_KEY
 
     batch = {"x": {0: torch.export.Dim("batch", min=1, max=1024)}}
     with torch.no_grad():
@@ -183,7 +183,7 @@ def save_program(module: nn.Module, output: str | os.PathLike, example: torch.Te
 def quantize_pt2(model: nn.Module, output: str | os.PathLike, images: np.ndarray,
                  percentile: float = PERCENTILE) -> Path:  # fmt: skip
     """`quantize --format pt2`: the int8 program of `model`, calibrated on `images`."""
-    from .files import metadata
+    from mobilenetv3.quantize.files import metadata
 
     converted = quantize_graph_module(model, images, percentile)
     note = metadata(model, method="percentile", percentile=percentile,

@@ -33,8 +33,8 @@ def prepare_qat(model: nn.Module, example: np.ndarray) -> nn.Module:
     )
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
-    from . import check_quantizable
-    from .ptq_torch import traceable_graph
+    from mobilenetv3.quantize import check_quantizable
+    from mobilenetv3.quantize.ptq_torch import traceable_graph
 
     check_quantizable(model)
     graph = traceable_graph(model, tuple(example.shape[-2:]))
@@ -56,8 +56,8 @@ def save_qat(prepared: nn.Module, output: str | os.PathLike, example: np.ndarray
     """Convert a QAT-trained graph to int8 Q/DQ and save it as .pt2 (with the int8 note)."""
     from torch.ao.quantization.quantize_fx import _convert_to_reference_decomposed_fx
 
-    from .files import metadata
-    from .ptq_torch import save_program, store_int8
+    from mobilenetv3.quantize.files import metadata
+    from mobilenetv3.quantize.ptq_torch import save_program, store_int8
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -5,7 +5,7 @@ Modules: `config` (every hyperparameter), `data` (ImageFolder, augmentation, res
 `distributed` (torchrun, CPU SyncBatchNorm), `loop` (the loop itself).
 """
 
-from .config import ConfigError, TrainConfig, bundled_config, load_config
-from .loop import TrainResult, train
+from mobilenetv3.train.config import ConfigError, TrainConfig, bundled_config, load_config
+from mobilenetv3.train.loop import TrainResult, train
 
 __all__ = ["ConfigError", "TrainConfig", "TrainResult", "bundled_config", "load_config", "train"]

@@ -37,7 +37,7 @@ class TrainConfig:
     output: str | None = None
     num_classes: int | None = None  # None: the number of class folders
     image_size: int = 224
-    eval_preprocess: str = "slim_eval"  # a preset of mobilenetv3.preprocess, resized to image_size
+    eval_preprocess: str = "slim_eval"  # a preset of data.preprocess, resized to image_size
     # schedule length
     epochs: int = 1
     batch_size: int = 32  # per process

@@ -18,8 +18,8 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps
 from torch.utils.data import Dataset, DistributedSampler
 
-from .. import preprocess as pp
-from .config import TrainConfig
+from mobilenetv3.data import preprocess as pp
+from mobilenetv3.train.config import TrainConfig
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 Sample = tuple[str, int]

@@ -21,12 +21,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from ..factory import create_model
-from ..loading import save_safetensors
-from ..model import MobileNet
-from . import checkpoint as ckpt
-from .config import ConfigError, TrainConfig, save_config
-from .data import (
+from mobilenetv3.core.model import MobileNet
+from mobilenetv3.factory import create_model
+from mobilenetv3.train import checkpoint as ckpt
+from mobilenetv3.train.config import ConfigError, TrainConfig, save_config
+from mobilenetv3.train.data import (
     DataError,
     ImageFolderDataset,
     ResumableSampler,
@@ -34,7 +33,7 @@ from .data import (
     eval_preset,
     list_image_folder,
 )
-from .distributed import (
+from mobilenetv3.train.distributed import (
     DistInfo,
     all_reduce_sum,
     barrier,
@@ -44,8 +43,9 @@ from .distributed import (
     init_distributed,
     seed_everything,
 )
-from .ema import ModelEMA
-from .optim import base_lr, build_optimizer, build_scheduler
+from mobilenetv3.train.ema import ModelEMA
+from mobilenetv3.train.optim import base_lr, build_optimizer, build_scheduler
+from mobilenetv3.weights.loading import save_safetensors
 
 
 @dataclass
@@ -182,7 +182,7 @@ class Trainer:
         c, info = self.c, self.info
         self.model = build_model(c, self.num_classes).to(info.device)
         if c.qat:
-            from ..quantize.qat import prepare_qat
+            from mobilenetv3.quantize.qat import prepare_qat
 
             self.float_model = self.model  # its variant and classes label the int8 file
             self.model = prepare_qat(self.model, self._example()).to(info.device)
@@ -396,7 +396,7 @@ class Trainer:
         if self.info.is_main:
             final = (self.ema.module if self.ema else self.model)
             if self.c.qat:
-                from ..quantize.qat import save_qat
+                from mobilenetv3.quantize.qat import save_qat
 
                 self.float_model.pretrained_info = {"labels": self.classes,
                                                     "preprocess": self.preset.to_dict()}

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from mobilenetv3.train.config import TrainConfig
 
 
 class TFRMSprop(torch.optim.Optimizer):

@@ -18,7 +18,7 @@ import re
 import tarfile
 from pathlib import Path
 
-from .tensorbundle import CheckpointError, CheckpointReader
+from mobilenetv3.weights.tensorbundle import CheckpointError, CheckpointReader
 
 __all__ = ["list_tar_members", "open_checkpoint_in_tar", "read_tar_member"]
 

@@ -74,8 +74,8 @@ class TorchRunner(Runner):
 
     def __init__(self, model: nn.Module, threads: int, image_size: tuple[int, int],
                  batch_size: int = 1, compile: bool = False) -> None:  # fmt: skip
-        from .export.onnx import export_graph
-        from .model import MobileNet
+        from mobilenetv3.core.model import MobileNet
+        from mobilenetv3.export.onnx import export_graph
 
         super().__init__(threads)
         self.image_size = tuple(image_size)
@@ -187,7 +187,7 @@ def _dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
 def _as_model(model_or_path: ModelOrPath) -> nn.Module:
     if isinstance(model_or_path, nn.Module):
         return model_or_path
-    from .factory import create_model
+    from mobilenetv3.factory import create_model
 
     return create_model(weights=model_or_path)
 
@@ -196,7 +196,7 @@ def _as_file(model_or_path: ModelOrPath, fmt: str, image_size: tuple[int, int]) 
     """The path itself, or the module exported (unchecked) to a temp file kept for the runner."""
     if not isinstance(model_or_path, nn.Module):
         return Path(model_or_path)
-    from .export import export
+    from mobilenetv3.export import export
 
     folder = Path(tempfile.mkdtemp(prefix="mobilenetv3-runner-"))
     options = {"dynamic_batch": True} if fmt == "onnx" else {}
@@ -248,7 +248,7 @@ def time_runners(runners: list[Runner], x: np.ndarray, *, warmup: int = 5,
 
 def _files_for(model: nn.Module, engines: list[str], image_size: tuple, folder: Path) -> dict:
     """Export once per model (dynamic batch), shared by every thread count."""
-    from .export import export
+    from mobilenetv3.export import export
 
     formats = {"onnxruntime": "onnx", "litert": "tflite"}
     files = {}

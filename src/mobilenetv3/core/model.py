@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import specs
-from .layers import Bottleneck, ConvBNAct, ReduceTo1x1, make_divisible
+from mobilenetv3.core import specs
+from mobilenetv3.core.layers import Bottleneck, ConvBNAct, ReduceTo1x1, make_divisible
 
 
 def _scoped_names(spec: specs.NetSpec) -> list[str]:

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import specs
-from .atomic import atomic_output
-from .layers import BATCH_NORM_EPS
-from .model import MobileNet
-from .naming import slim_names, slim_shape
+from mobilenetv3.atomic import atomic_output
+from mobilenetv3.core import specs
+from mobilenetv3.core.layers import BATCH_NORM_EPS
+from mobilenetv3.core.model import MobileNet
+from mobilenetv3.core.naming import slim_names, slim_shape
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 LOGITS = "Logits/Conv2d_1c_1x1"
@@ -197,14 +197,18 @@ def read_slim_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
             "in its engine (`mobilenetv3 evaluate DATA --weights FILE --engine onnxruntime` "
             "for .onnx, `--engine torch` for .pt2; `mobilenetv3.quantize.int8_runner`)"
         )
-    from .formats.tensorbundle import CheckpointReader
+    from mobilenetv3.weights.tensorbundle import CheckpointReader
 
     with CheckpointReader(path) as reader:
         return reader.read_all(), {"format": "tf_checkpoint"}
 
 
 def _tar_slim_state(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from .formats.archive import list_tar_members, open_checkpoint_in_tar, read_tar_member
+    from mobilenetv3.weights.archive import (
+        list_tar_members,
+        open_checkpoint_in_tar,
+        read_tar_member,
+    )
 
     members = list_tar_members(path)
     if any(m.endswith(".index") for m in members):
@@ -218,7 +222,7 @@ def _tar_slim_state(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 def tflite_slim_state(data: bytes, source: str) -> dict[str, np.ndarray]:
     """Dequantized conv weights and folded biases of a slim-exported .tflite, in slim layout."""
-    from .formats.tflite import TFLiteModel, check_mobilenet
+    from mobilenetv3.tflite.reader import TFLiteModel, check_mobilenet
 
     tfl = TFLiteModel.from_bytes(data, source=source)
     check_mobilenet(tfl)

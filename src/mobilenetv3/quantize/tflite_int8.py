@@ -44,10 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..formats.archive import list_tar_members, read_tar_member
-from ..formats.tflite import TFLiteModel
-from . import ExportResult, atomic_output, max_abs_diff, reference_output
-from .tflite_writer import Graph, Quantization, _Op, _Tensor, build_graph, serialize
+from mobilenetv3.export import ExportResult, atomic_output, max_abs_diff, reference_output
+from mobilenetv3.tflite.reader import TFLiteModel
+from mobilenetv3.tflite.writer import Graph, Quantization, _Op, _Tensor, build_graph, serialize
+from mobilenetv3.weights.archive import list_tar_members, read_tar_member
 
 INPUT_SCALE = 1.0 / 127.0  # input codes round(127 * x): the official uint8 files' input scale
 METHODS = {"percentile": 99.99, "minmax": 100.0}  # the percentile kept per batch
@@ -383,7 +383,7 @@ def export_tflite_int8(model: nn.Module, path: str | os.PathLike, images: np.nda
 
 
 def _check(path: Path, model: nn.Module, images: np.ndarray, softmax: bool) -> float:
-    from ..engines import make_runner
+    from mobilenetv3.runtime.engines import make_runner
 
     runner = make_runner("litert", path, threads=1)
     x = torch.from_numpy(images)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import specs
+from mobilenetv3.core import specs
 
 BATCH_NORM_EPS = 1e-3  # slim.batch_norm's default epsilon
 

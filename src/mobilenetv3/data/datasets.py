@@ -21,8 +21,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .labels import synset_to_index
-from .preprocess import SLIM_EVAL, ImageError, Preprocess, load_image, preprocess_image
+from mobilenetv3.data.labels import synset_to_index
+from mobilenetv3.data.preprocess import (
+    SLIM_EVAL,
+    ImageError,
+    Preprocess,
+    load_image,
+    preprocess_image,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",

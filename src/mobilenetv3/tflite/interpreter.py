@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mobilenetv3.formats.tflite import OperatorInfo, TensorInfo, TFLiteError, TFLiteModel
+from mobilenetv3.tflite.reader import OperatorInfo, TensorInfo, TFLiteError, TFLiteModel
 
 __all__ = [
     "QuantizedTFLiteModule",

@@ -27,8 +27,8 @@ import tflite
 import torch
 from torch import nn
 
-from .. import layers
-from . import (
+from mobilenetv3.core import layers
+from mobilenetv3.export import (
     ExportResult,
     atomic_output,
     example_input,
@@ -399,7 +399,7 @@ def export_tflite(
 def check_tflite(path: str | os.PathLike, model: nn.Module, image_size: tuple[int, int],
                  softmax: bool, batch: int = 1) -> float:  # fmt: skip
     """Max abs difference between LiteRT on `path` and PyTorch on the same batch."""
-    from ..engines import make_runner
+    from mobilenetv3.runtime.engines import make_runner
 
     x = example_input(image_size, batch, seed=1)
     runner = make_runner("litert", path, threads=1)

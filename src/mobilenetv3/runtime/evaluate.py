@@ -13,9 +13,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .datasets import ImageDataset, make_loader
-from .labels import imagenet_labels
-from .preprocess import SLIM_EVAL, Preprocess
+from mobilenetv3.data.datasets import ImageDataset, make_loader
+from mobilenetv3.data.labels import imagenet_labels
+from mobilenetv3.data.preprocess import SLIM_EVAL, Preprocess
 
 Forward = Callable[[torch.Tensor], torch.Tensor | np.ndarray]
 

@@ -11,7 +11,7 @@ import os
 import urllib.request
 from pathlib import Path
 
-from .atomic import atomic_output
+from mobilenetv3.atomic import atomic_output
 
 BASE = "https://storage.googleapis.com/mobilenet_v3/checkpoints/"
 

@@ -1,0 +1,2 @@
+"""Running models: one runner interface over the inference engines, and evaluation.
+"""
