@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 from export_helpers import VARIANTS, export_every_variant, export_size
+from tflite_helpers import operator_of
 
 import mobilenetv3
 from mobilenetv3.core.layers import ConvBNAct
 from mobilenetv3.export import example_input, export_tflite, fold_batch_norm, randomize
+from mobilenetv3.export import tflite as tflite_export
 from mobilenetv3.runtime.engines import make_runner
-from mobilenetv3.tflite import writer as tflite_writer
 from mobilenetv3.tflite.reader import TFLiteModel
 
 ALLOWED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "HARD_SWISH", "ADD", "MUL", "AVERAGE_POOL_2D",
@@ -68,7 +69,7 @@ def test_official_names_and_reload(exported: dict) -> None:
                  "MobilenetV3/Conv_2/hard_swish/mul_1",
                  "MobilenetV3/Logits/Conv2d_1c_1x1/weights"):  # fmt: skip
         tfl.tensor(name)
-    gate = tfl.operator_of("MobilenetV3/expanded_conv_3/squeeze_excite/Conv_1/Relu6")
+    gate = operator_of(tfl, "MobilenetV3/expanded_conv_3/squeeze_excite/Conv_1/Relu6")
     assert gate.opcode == "ADD" and gate.options["fused_activation_function"] == "RELU6"
     reloaded = mobilenetv3.create_model(weights=path)
     x = example_input((224, 224), 1, seed=3)
@@ -95,7 +96,7 @@ def test_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monkey
     def broken_check(*args: object, **kwargs: object) -> float:
         raise RuntimeError("interpreter crashed")
 
-    monkeypatch.setattr(tflite_writer, "check_tflite", broken_check)
+    monkeypatch.setattr(tflite_export, "check_tflite", broken_check)
     with pytest.raises(RuntimeError, match="crashed"):
         export_tflite(mobilenetv3.create_model("v3_small_0.75"), tmp_path / "m.tflite",
                       image_size=(64, 64))  # fmt: skip

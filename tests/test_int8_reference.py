@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tflite_helpers import quantized, tensor, tflite_bytes
 
 from mobilenetv3.tflite.interpreter import (
     QuantizedTFLiteModule,
@@ -17,7 +18,9 @@ from mobilenetv3.tflite.interpreter import (
     quantize,
     quantize_multiplier,
 )
-from mobilenetv3.tflite.reader import OperatorSpec, TensorSpec, TFLiteModel, build_tflite
+from mobilenetv3.tflite.interpreter.fixedpoint import requantizer
+from mobilenetv3.tflite.model import Operator, Tensor
+from mobilenetv3.tflite.reader import TFLiteModel
 
 FILES = ["v3-small_224_1.0_uint8.tflite", "v3-large-minimalistic_224_1.0_uint8.tflite"]
 N_IMAGES = 200
@@ -82,14 +85,13 @@ def test_multiply_by_quantized_multiplier_matches_literal_form() -> None:
         assert tensor_form == literal, (m, s)
 
 
-def test_requantize_table_matches_arithmetic(shared: Path) -> None:
+def test_requantize_table_matches_arithmetic() -> None:
     """The table form of conv requantization equals the literal int64 arithmetic."""
-    module = QuantizedTFLiteModule.from_file(shared / "pretrained" / FILES[0])
     rnd = random.Random(1)
     for m, s, zp, lo in [(1500000001, -9, 99, 0), (1100000000, -11, 0, 0), (2**31 - 1, -6, 130, 7)]:
         bias = torch.tensor([rnd.randint(-5000, 5000) for _ in range(8)])
         mult, shift = torch.full((8,), m), torch.full((8,), s)
-        table = module._requantizer(mult, shift, bias, zp, lo, 255, 1 << 20)
+        table = requantizer(mult, shift, bias, zp, lo, 255, 1 << 20)
         assert table.__name__ == "lookup"
         acc = torch.randint(-(1 << 20), 1 << 20, (3, 5, 7, 8)).to(torch.float32)
         acc[0, 0, 0] = torch.arange(8) - 4.0
@@ -109,12 +111,10 @@ def test_quantize_rounds_like_litert() -> None:
     values = np.concatenate([values, np.linspace(-1, 1, 301, dtype=np.float32)])
     n = values.size
     for scale, zp in [(0.5, 128), (1 / 127, 128)]:
-        data = build_tflite(
-            [
-                TensorSpec("x", (1, n), np.float32),
-                TensorSpec("q", (1, n), np.uint8, scales=[scale], zero_points=[zp]),
-            ],
-            [OperatorSpec("QUANTIZE", [0], [1])],
+        data = tflite_bytes(
+            [tensor("x", (1, n), np.float32),
+             tensor("q", (1, n), np.uint8, **quantized(scale, zp))],  # fmt: skip
+            [Operator("QUANTIZE", (0,), (1,))],
             [0],
             [1],
         )
@@ -123,12 +123,12 @@ def test_quantize_rounds_like_litert() -> None:
         it.set_tensor(it.get_input_details()[0]["index"], values[None])
         it.invoke()
         ref = it.get_tensor(it.get_output_details()[0]["index"])[0]
-        ours = quantize(torch.from_numpy(values), scale, zp).numpy()
+        ours = quantize(values, scale, zp, np.uint8)
         np.testing.assert_array_equal(ours, ref)
     half_even = (torch.round(torch.from_numpy(values[:520]) / 0.5) + 128).clamp(0, 255)
     assert (
         half_even.numpy().astype(np.uint8)
-        != quantize(torch.from_numpy(values[:520]), 0.5, 128).numpy()
+        != quantize(values[:520], 0.5, 128, np.uint8)
     ).any()
 
 
@@ -255,86 +255,73 @@ def test_forward_returns_probabilities(shared: Path) -> None:
 # single operators on synthetic files (the shared files use only some of them) ---------------
 
 
-def _q(scale: float, zero_point: int) -> dict:
-    return {"scales": [scale], "zero_points": [zero_point]}
+_q = quantized
 
 
-def _op_cases() -> dict[str, tuple[list[TensorSpec], list[OperatorSpec], tuple[int, ...]]]:
+def _op_cases() -> dict[str, tuple[list[Tensor], list[Operator], tuple[int, ...]]]:
     rng = np.random.default_rng(0)
     u8, s = np.uint8, (1, 6, 6, 4)
-    x = TensorSpec("x", s, u8, **_q(0.05, 120))
+    x = tensor("x", s, u8, **_q(0.05, 120))
     pool = {"stride_w": 2, "stride_h": 2, "filter_width": 3, "filter_height": 3}
-    axes = TensorSpec("axes", (2,), np.int32, np.array([1, 2], np.int32))
+    axes = tensor("axes", (2,), np.int32, np.array([1, 2], np.int32))
     w = rng.integers(0, 256, (5, 24)).astype(u8)
     bias = rng.integers(-3000, 3000, 5).astype(np.int32)
     other = rng.integers(0, 256, s).astype(u8)
     pads = np.array([[0, 0], [1, 2], [2, 1], [0, 0]], np.int32)
     return {
-        "RELU": ([x, TensorSpec("y", s, u8, **_q(0.03, 3))], [OperatorSpec("RELU", [0], [1])], s),
-        "RELU6": ([x, TensorSpec("y", s, u8, **_q(0.03, 3))], [OperatorSpec("RELU6", [0], [1])], s),
+        "RELU": ([x, tensor("y", s, u8, **_q(0.03, 3))], [Operator("RELU", (0,), (1,))], s),
+        "RELU6": ([x, tensor("y", s, u8, **_q(0.03, 3))], [Operator("RELU6", (0,), (1,))], s),
         "LOGISTIC": (
-            [x, TensorSpec("y", s, u8, **_q(1 / 256, 0))],
-            [OperatorSpec("LOGISTIC", [0], [1])],
+            [x, tensor("y", s, u8, **_q(1 / 256, 0))],
+            [Operator("LOGISTIC", (0,), (1,))],
             s,
         ),
         "MAX_POOL_2D": (
-            [x, TensorSpec("y", (1, 3, 3, 4), u8, **_q(0.05, 120))],
-            [OperatorSpec("MAX_POOL_2D", [0], [1], "Pool2DOptions", {"padding": "SAME", **pool})],
+            [x, tensor("y", (1, 3, 3, 4), u8, **_q(0.05, 120))],
+            [Operator("MAX_POOL_2D", (0,), (1,), {"padding": "SAME", **pool})],
             s,
         ),
         "AVERAGE_POOL_2D": (
-            [x, TensorSpec("y", (1, 3, 3, 4), u8, **_q(0.05, 120))],
-            [
-                OperatorSpec(
-                    "AVERAGE_POOL_2D", [0], [1], "Pool2DOptions", {"padding": "SAME", **pool}
-                )
-            ],
+            [x, tensor("y", (1, 3, 3, 4), u8, **_q(0.05, 120))],
+            [Operator("AVERAGE_POOL_2D", (0,), (1,), {"padding": "SAME", **pool})],
             s,
         ),
         "MEAN": (
-            [x, axes, TensorSpec("y", (1, 1, 1, 4), u8, **_q(0.04, 100))],
-            [OperatorSpec("MEAN", [0, 1], [2], "ReducerOptions", {"keep_dims": True})],
+            [x, axes, tensor("y", (1, 1, 1, 4), u8, **_q(0.04, 100))],
+            [Operator("MEAN", (0, 1), (2,), {"keep_dims": True})],
             s,
         ),
         "PAD": (
             [
                 x,
-                TensorSpec("p", (4, 2), np.int32, pads),
-                TensorSpec("y", (1, 9, 9, 4), u8, **_q(0.05, 120)),
+                tensor("p", (4, 2), np.int32, pads),
+                tensor("y", (1, 9, 9, 4), u8, **_q(0.05, 120)),
             ],
-            [OperatorSpec("PAD", [0, 1], [2])],
+            [Operator("PAD", (0, 1), (2,))],
             s,
         ),
         "CONCATENATION": (
             [
                 x,
-                TensorSpec("c", s, u8, other, **_q(0.02, 10)),
-                TensorSpec("y", (1, 6, 6, 8), u8, **_q(0.06, 110)),
+                tensor("c", s, u8, other, **_q(0.02, 10)),
+                tensor("y", (1, 6, 6, 8), u8, **_q(0.06, 110)),
             ],
-            [OperatorSpec("CONCATENATION", [0, 1], [2], "ConcatenationOptions", {"axis": 3})],
+            [Operator("CONCATENATION", (0, 1), (2,), {"axis": 3})],
             s,
         ),
         "FULLY_CONNECTED": (
             [
-                TensorSpec("x", (2, 24), u8, **_q(0.05, 120)),
-                TensorSpec("w", (5, 24), u8, w, **_q(0.01, 130)),
-                TensorSpec("b", (5,), np.int32, bias, **_q(0.0005, 0)),
-                TensorSpec("y", (2, 5), u8, **_q(0.2, 128)),
+                tensor("x", (2, 24), u8, **_q(0.05, 120)),
+                tensor("w", (5, 24), u8, w, **_q(0.01, 130)),
+                tensor("b", (5,), np.int32, bias, **_q(0.0005, 0)),
+                tensor("y", (2, 5), u8, **_q(0.2, 128)),
             ],
-            [
-                OperatorSpec(
-                    "FULLY_CONNECTED",
-                    [0, 1, 2],
-                    [3],
-                    "FullyConnectedOptions",
-                    {"fused_activation_function": "RELU"},
-                )
-            ],  # fmt: skip
+            [Operator("FULLY_CONNECTED", (0, 1, 2), (3,), {"fused_activation_function": "RELU"})],
             (2, 24),
         ),
         "QUANTIZE (requantize)": (
-            [x, TensorSpec("y", s, u8, **_q(0.07, 100))],
-            [OperatorSpec("QUANTIZE", [0], [1])],
+            [x, tensor("y", s, u8, **_q(0.07, 100))],
+            [Operator("QUANTIZE", (0,), (1,))],
             s,
         ),
     }
@@ -345,7 +332,7 @@ def test_single_operator_matches_litert(case: str) -> None:
     interpreter, resolver = _litert()
     tensors, ops, shape = _op_cases()[case]
     out = ops[-1].outputs[0]
-    data = build_tflite(tensors, ops, [0], [out])
+    data = tflite_bytes(tensors, ops, [0], [out])
     module = QuantizedTFLiteModule(TFLiteModel.from_bytes(data, source=case))
     it = interpreter(model_content=data, experimental_op_resolver_type=resolver.BUILTIN_REF)
     it.allocate_tensors()

@@ -6,16 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tflite_helpers import operator_of, tensor, tflite_bytes
 
-from mobilenetv3.tflite.reader import (
-    KNOWN_OPS,
-    OperatorSpec,
-    TensorSpec,
-    TFLiteError,
-    TFLiteModel,
-    build_tflite,
-    check_mobilenet,
-)
+from mobilenetv3.tflite.model import Operator
+from mobilenetv3.tflite.reader import KNOWN_OPS, TFLiteError, TFLiteModel, check_mobilenet
 
 SMALL = "v3-small_224_1.0_uint8.tflite"
 LARGE = "v3-large-minimalistic_224_1.0_uint8.tflite"
@@ -41,19 +35,18 @@ def _float_conv_model(names: tuple[str, str, str, str] | None = None) -> tuple[b
         "MobilenetV3/Conv/bias",
         "MobilenetV3/Conv/Relu6",
     )
-    data = build_tflite(
+    data = tflite_bytes(
         [
-            TensorSpec(n[0], (1, 6, 6, 2), np.float32),
-            TensorSpec(n[1], (4, 3, 3, 2), np.float32, weights),
-            TensorSpec(n[2], (4,), np.float32, bias),
-            TensorSpec(n[3], (1, 3, 3, 4), np.float32),
+            tensor(n[0], (1, 6, 6, 2), np.float32),
+            tensor(n[1], (4, 3, 3, 2), np.float32, weights),
+            tensor(n[2], (4,), np.float32, bias),
+            tensor(n[3], (1, 3, 3, 4), np.float32),
         ],
         [
-            OperatorSpec(
+            Operator(
                 "CONV_2D",
-                [0, 1, 2],
-                [3],
-                "Conv2DOptions",
+                (0, 1, 2),
+                (3,),
                 {
                     "padding": "SAME",
                     "stride_w": 2,
@@ -115,7 +108,7 @@ def test_official_structure(fixture: str, n_ops: int, opset: set[str], request) 
     assert first.opcode == "CONV_2D" and first.inputs[0] == inp
     assert first.options["padding"] == "SAME"
     assert (first.options["stride_h"], first.options["stride_w"]) == (2, 2)
-    assert first.options["dilation"] == (1, 1)
+    assert (first.options["dilation_h_factor"], first.options["dilation_w_factor"]) == (1, 1)
     assert last.opcode == "SOFTMAX" and last.options["beta"] == 1.0 and last.outputs == (out,)
     for op in m.operators:
         if op.opcode == "DEPTHWISE_CONV_2D":
@@ -123,7 +116,8 @@ def test_official_structure(fixture: str, n_ops: int, opset: set[str], request) 
             assert op.options["fused_activation_function"] in {"NONE", "RELU", "RELU6"}
         if op.opcode == "AVERAGE_POOL_2D":
             assert op.options["padding"] == "VALID"
-            assert op.options["filter"] == m.tensor(op.inputs[0]).shape[1:3]
+            window = (op.options["filter_height"], op.options["filter_width"])
+            assert window == m.tensor(op.inputs[0]).shape[1:3]
         if op.opcode == "RESHAPE":
             assert op.options["new_shape"] == [1, 1001]
             assert m.constant(op.inputs[1]).tolist() == [1, 1001]
@@ -185,7 +179,7 @@ def test_activation_has_no_constant(small: TFLiteModel) -> None:
     assert small.constant(name) is None
     with pytest.raises(TFLiteError, match="activation"):
         small.dequantized(name)
-    assert small.operator_of(name).opcode == "HARD_SWISH"
+    assert operator_of(small, name).opcode == "HARD_SWISH"
 
 
 def test_known_ops_cover_the_brief() -> None:
@@ -265,12 +259,12 @@ def test_wrong_file_identifier(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("opcode", "custom"), [("LSTM", None), ("CUSTOM", "MyFancyOp")])
 def test_unknown_operator(opcode: str, custom: str | None) -> None:
-    data = build_tflite(
+    data = tflite_bytes(
         [
-            TensorSpec("a", (1, 4), np.float32),
-            TensorSpec("MobilenetV3/odd/out", (1, 4), np.float32),
+            tensor("a", (1, 4), np.float32),
+            tensor("MobilenetV3/odd/out", (1, 4), np.float32),
         ],
-        [OperatorSpec(opcode, [0], [1], custom_code=custom)],
+        [Operator(opcode, (0,), (1,), custom_code=custom)],
         [0],
         [1],
     )

@@ -145,7 +145,7 @@ def export(model: nn.Module, path: str | os.PathLike, format: str, **options: An
 def __getattr__(name: str) -> Any:
     if name in ("export_onnx", "export_tflite", "export_pt2"):
         module = {"export_onnx": "mobilenetv3.export.onnx",
-                  "export_tflite": "mobilenetv3.tflite.writer",
+                  "export_tflite": "mobilenetv3.export.tflite",
                   "export_pt2": "mobilenetv3.export.pt2"}
         from importlib import import_module
 

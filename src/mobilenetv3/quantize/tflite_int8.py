@@ -1,4 +1,4 @@
-"""int8 TFLite export without TensorFlow: the float graph of `tflite_writer`, calibrated on real
+"""int8 TFLite export without TensorFlow: the float graph of `export.tflite`, calibrated on real
 photos in PyTorch, rewritten with the TFLite int8 quantization spec.
 
     images = quantize.load_batch(quantize.calibration_paths("photos/", 500, "odd"))
@@ -32,29 +32,26 @@ only in its tensors' types and quantization, and in HARD_SWISH written as ADD ->
 
 from __future__ import annotations
 
-import math
 import os
 import tarfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import tflite
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mobilenetv3.export import ExportResult, atomic_output, max_abs_diff, reference_output
+from mobilenetv3.export.tflite import build_graph
+from mobilenetv3.tflite.interpreter.ops_float import run_float
+from mobilenetv3.tflite.model import Model, Operator, Quantization, Tensor
 from mobilenetv3.tflite.reader import TFLiteModel
-from mobilenetv3.tflite.writer import Graph, Quantization, _Op, _Tensor, build_graph, serialize
+from mobilenetv3.tflite.writer import serialize
 from mobilenetv3.weights.archive import list_tar_members, read_tar_member
 
 INPUT_SCALE = 1.0 / 127.0  # input codes round(127 * x): the official uint8 files' input scale
 METHODS = {"percentile": 99.99, "minmax": 100.0}  # the percentile kept per batch
 LEARNED = "learned"  # ranges read from the 8-bit file the weights came from
 MAX_SAMPLES = 1 << 24  # kthvalue on at most this many values per tensor and batch
-_ACTIVATIONS = {tflite.ActivationFunctionType.RELU: (0.0, math.inf),
-                tflite.ActivationFunctionType.RELU6: (0.0, 6.0)}  # fmt: skip
 # Operator versions LiteRT's registry expects for int8 kernels (1: unchanged from float).
 _VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "ADD": 2, "MUL": 2, "AVERAGE_POOL_2D": 2,
              "SOFTMAX": 2, "QUANTIZE": 2, "DEQUANTIZE": 2}  # fmt: skip
@@ -70,66 +67,10 @@ __all__ = [
     "int8_tflite_bytes",
     "learned_ranges",
     "quantize_graph",
-    "run_float",
 ]
 
 
-# -- the float graph in PyTorch (NCHW), observed op by op ------------------------------------
-
-
-def _fused(y: torch.Tensor, op: _Op) -> torch.Tensor:
-    lo, hi = _ACTIVATIONS.get(op.fields.get("FusedActivationFunction"), (-math.inf, math.inf))
-    return y.clamp(lo, hi)
-
-
-def _same_pad(size: int, stride: int, kernel: int) -> tuple[int, int]:
-    """TF SAME padding (the extra pixel after), as the TFLite kernels compute it."""
-    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def _conv(op: _Op, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    depthwise = op.opcode == "DEPTHWISE_CONV_2D"
-    weight = w.permute(3, 0, 1, 2) if depthwise else w.permute(0, 3, 1, 2)  # -> OIHW
-    stride = op.fields["StrideH"]
-    if op.fields["Padding"] == tflite.Padding.SAME:
-        top, bottom = _same_pad(x.shape[2], stride, weight.shape[2])
-        left, right = _same_pad(x.shape[3], stride, weight.shape[3])
-        x = F.pad(x, (left, right, top, bottom))
-    y = F.conv2d(x, weight, b, stride=stride, groups=x.shape[1] if depthwise else 1)
-    return _fused(y, op)
-
-
-def _pool(op: _Op, x: torch.Tensor) -> torch.Tensor:
-    return F.avg_pool2d(x, (op.fields["FilterHeight"], op.fields["FilterWidth"]), stride=1)
-
-
-_FLOAT_OPS: dict[str, Callable[..., torch.Tensor]] = {
-    "CONV_2D": _conv,
-    "DEPTHWISE_CONV_2D": _conv,
-    "HARD_SWISH": lambda op, x: F.hardswish(x),
-    "ADD": lambda op, x, y: _fused(x + y, op),
-    "MUL": lambda op, x, y: _fused(x * y, op),
-    "AVERAGE_POOL_2D": _pool,
-    "RESHAPE": lambda op, x, shape: x.reshape(x.shape[0], -1),
-    "SOFTMAX": lambda op, x: torch.softmax(x * op.fields.get("Beta", 1.0), dim=-1),
-}
-
-
-def run_float(g: Graph, x: torch.Tensor, observe: Callable[[int, torch.Tensor], None]) -> None:
-    """Evaluate `g` on NCHW `x` and hand every operator output to `observe`; each activation
-    is dropped after its last use so a calibration batch stays small."""
-    last_use = {i: n for n, op in enumerate(g.ops) for i in op.inputs}
-    values = {0: x}
-    consts = {i: torch.from_numpy(t.data) for i, t in enumerate(g.tensors) if t.data is not None}
-    for n, op in enumerate(g.ops):
-        args = [values[i] if i in values else consts[i] for i in op.inputs]
-        out = _FLOAT_OPS[op.opcode](op, *args)
-        observe(op.outputs[0], out)
-        values[op.outputs[0]] = out
-        for i in op.inputs:
-            if last_use.get(i) == n:
-                values.pop(i, None)
+# -- calibration: the float graph run in PyTorch, observed op by op ----------------------------
 
 
 def _batch_range(x: torch.Tensor, percentile: float) -> Range:
@@ -146,7 +87,7 @@ def _batch_range(x: torch.Tensor, percentile: float) -> Range:
     return float(lo), float(hi)
 
 
-def calibrate(g: Graph, images: np.ndarray, *, method: str = "percentile",
+def calibrate(g: Model, images: np.ndarray, *, method: str = "percentile",
               batch_size: int = 16) -> dict[int, Range]:  # fmt: skip
     """Range of every operator output of `g` over `images` (NCHW float32, preprocessed):
     per-batch percentiles (or min/max) averaged over the batches, widened to include 0."""
@@ -167,14 +108,10 @@ def calibrate(g: Graph, images: np.ndarray, *, method: str = "percentile",
 # -- the int8 rewrite -------------------------------------------------------------------------
 
 
-def _per_tensor(scale: float, zero_point: int) -> Quantization:
-    return Quantization(np.array([scale], np.float32), np.array([zero_point], np.int64))
-
-
 def _asymmetric(lo: float, hi: float) -> Quantization:
     """int8 scale and zero point whose grid covers [lo, hi] (which contains 0)."""
     scale = max((hi - lo) / 255.0, 1e-8)
-    return _per_tensor(scale, int(np.clip(round(-128 - lo / scale), -128, 127)))
+    return Quantization.per_tensor(scale, int(np.clip(round(-128 - lo / scale), -128, 127)))
 
 
 def _grid_step(values: np.ndarray) -> float | None:
@@ -205,95 +142,92 @@ def _symmetric(values: np.ndarray, axis: int | None) -> tuple[np.ndarray, Quanti
     return codes, Quantization(scale.reshape(-1), np.zeros(scale.size, np.int64), axis or 0)
 
 
-def _quantize_conv(g: Graph, op: _Op) -> None:
+def _set_codes(t: Tensor, codes: np.ndarray, quantization: Quantization) -> None:
+    t.data, t.dtype, t.quantization = codes, codes.dtype, quantization
+
+
+def _quantize_conv(g: Model, op: Operator) -> None:
     """Weights per output channel, bias int32 at input_scale * weight_scale[c]."""
     weights, bias = (g.tensors[i] for i in op.inputs[1:3])
     axis = 3 if op.opcode == "DEPTHWISE_CONV_2D" else 0
-    weights.data, weights.quantization = _symmetric(weights.data, axis)
-    bias_scale = g.tensors[op.inputs[0]].quantization.scale[0] * weights.quantization.scale
-    codes = np.clip(np.round(bias.data / bias_scale), -(2**31), 2**31 - 1)
-    bias.data = codes.astype(np.int32)
-    bias.quantization = Quantization(bias_scale.astype(np.float32), np.zeros(codes.size, np.int64))
+    _set_codes(weights, *_symmetric(weights.data, axis))
+    bias_scale = g.tensors[op.inputs[0]].quantization.scales[0] * weights.quantization.scales
+    codes = np.clip(np.round(bias.data / bias_scale), -(2**31), 2**31 - 1).astype(np.int32)
+    _set_codes(bias, codes, Quantization(bias_scale.astype(np.float32),
+                                         np.zeros(codes.size, np.int64)))  # fmt: skip
 
 
-def _output_quantization(g: Graph, op: _Op, ranges: dict[int, Range]) -> Quantization:
+def _output_quantization(g: Model, op: Operator, ranges: dict[int, Range]) -> Quantization:
     if op.opcode in ("AVERAGE_POOL_2D", "RESHAPE"):  # the int8 kernels keep scale and zero point
         return g.tensors[op.inputs[0]].quantization
     if op.opcode == "SOFTMAX":
-        return _per_tensor(1.0 / 256.0, -128)
+        return Quantization.per_tensor(1.0 / 256.0, -128)
     return _asymmetric(*ranges[op.outputs[0]])
 
 
-def _quantize_op(g: Graph, op: _Op, ranges: dict[int, Range]) -> None:
+def _quantize_op(g: Model, op: Operator, ranges: dict[int, Range]) -> None:
     if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         _quantize_conv(g, op)
     elif op.opcode in ("ADD", "MUL"):
         for t in (g.tensors[i] for i in op.inputs if g.tensors[i].data is not None):
-            t.data, t.quantization = _symmetric(t.data, None)
+            _set_codes(t, *_symmetric(t.data, None))
     out = g.tensors[op.outputs[0]]
     out.quantization, out.dtype = _output_quantization(g, op, ranges), np.dtype(np.int8)
     op.version = _VERSIONS.get(op.opcode, 1)
 
 
-def _add_tensor(g: Graph, name: str, like: _Tensor, dtype: type, quant: Quantization | None) -> int:
-    g.tensors.append(_Tensor(name, like.shape, None, quant, np.dtype(dtype)))
-    return len(g.tensors) - 1
-
-
-def _float_boundary(g: Graph, output: int) -> int:
+def _float_boundary(g: Model) -> None:
     """QUANTIZE after the float `input`, DEQUANTIZE to a float output under the slim name."""
-    source = g.tensors[0]
-    codes = _add_tensor(g, "input_int8", source, np.int8, _per_tensor(INPUT_SCALE, 0))
-    for op in g.ops:
-        op.inputs = [codes if i == 0 else i for i in op.inputs]
-    g.ops.insert(0, _Op("QUANTIZE", [0], [codes], version=_VERSIONS["QUANTIZE"]))
+    source, output = g.inputs[0], g.outputs[0]
+    codes = g.add(Tensor("input_int8", g.shape(source), np.dtype(np.int8),
+                         quantization=Quantization.per_tensor(INPUT_SCALE, 0)))  # fmt: skip
+    for op in g.operators:
+        op.inputs = tuple(codes if i == source else i for i in op.inputs)
+    g.operators.insert(0, Operator("QUANTIZE", (source,), (codes,),
+                                   version=_VERSIONS["QUANTIZE"]))  # fmt: skip
     logits = g.tensors[output]
-    result = _add_tensor(g, logits.name, logits, np.float32, None)
+    result = g.add_activation(logits.name, logits.shape)
     logits.name = f"{logits.name}_int8"
-    g.ops.append(_Op("DEQUANTIZE", [output], [result], version=_VERSIONS["DEQUANTIZE"]))
-    return result
+    g.operators.append(Operator("DEQUANTIZE", (output,), (result,),
+                                version=_VERSIONS["DEQUANTIZE"]))  # fmt: skip
+    g.outputs = [result]
 
 
-def _decompose_hard_swish(g: Graph, ranges: dict[int, Range]) -> dict[int, Range]:
+def _decompose_hard_swish(g: Model, ranges: dict[int, Range]) -> dict[int, Range]:
     """Each HARD_SWISH as x * (relu6(x + 3) * 0.16667): ADD (fused RELU6) -> MUL -> MUL, the
     SE gate's ops. XNNPACK delegates HARD_SWISH in float only; an int8 one falls back to the
     builtin kernel and splits the delegated graph in two (Small 1.0 at 224: 4.0 ms -> 1.0 ms
     in LiteRT, 1 thread). The gate has the fixed ranges [0, 6] and [0, 1]; the output keeps
     the HARD_SWISH output's tensor (name, calibrated range). Returns `ranges` extended."""
     ranges, ops = dict(ranges), []
-    for op in g.ops:
+    for op in g.operators:
         if op.opcode != "HARD_SWISH":
             ops.append(op)
             continue
         x, out = op.inputs[0], op.outputs[0]
         scope, shape = g.tensors[out].name.rsplit("/", 1)[0], g.shape(x)
-        three = g.constant(f"{scope}/add/y", np.array(3.0, np.float32))
-        sixth = g.constant(f"{scope}/mul/y", np.array(0.16667, np.float32))
-        relu6 = g.activation(f"{scope}/Relu6", shape)
-        gate = g.activation(f"{scope}/mul", shape)
+        three = g.add_constant(f"{scope}/add/y", np.array(3.0, np.float32))
+        sixth = g.add_constant(f"{scope}/mul/y", np.array(0.16667, np.float32))
+        relu6 = g.add_activation(f"{scope}/Relu6", shape)
+        gate = g.add_activation(f"{scope}/mul", shape)
         ranges[relu6], ranges[gate] = (0.0, 6.0), (0.0, 1.0)
-        none = {"FusedActivationFunction": tflite.ActivationFunctionType.NONE}
-        ops += [_Op("ADD", [x, three], [relu6], "AddOptions",
-                    {"FusedActivationFunction": tflite.ActivationFunctionType.RELU6}),
-                _Op("MUL", [relu6, sixth], [gate], "MulOptions", dict(none)),
-                _Op("MUL", [x, gate], [out], "MulOptions", dict(none))]  # fmt: skip
-    g.ops = ops
+        ops += [Operator("ADD", (x, three), (relu6,), {"fused_activation_function": "RELU6"}),
+                Operator("MUL", (relu6, sixth), (gate,), {"fused_activation_function": "NONE"}),
+                Operator("MUL", (x, gate), (out,), {"fused_activation_function": "NONE"})]
+    g.operators = ops
     return ranges
 
 
-def quantize_graph(g: Graph, ranges: dict[int, Range], float_io: bool = True) -> int:
-    """Rewrite the float graph `g` in place as int8 (see the module docstring); return the
-    index of its output tensor."""
-    output = g.ops[-1].outputs[0]
+def quantize_graph(g: Model, ranges: dict[int, Range], float_io: bool = True) -> None:
+    """Rewrite the float graph `g` in place as int8 (see the module docstring)."""
     ranges = _decompose_hard_swish(g, ranges)
-    g.tensors[0].quantization = _per_tensor(INPUT_SCALE, 0)
-    g.tensors[0].dtype = np.dtype(np.int8)
-    for op in g.ops:
+    source = g.tensors[g.inputs[0]]
+    source.quantization, source.dtype = Quantization.per_tensor(INPUT_SCALE, 0), np.dtype(np.int8)
+    for op in g.operators:
         _quantize_op(g, op, ranges)
-    if not float_io:
-        return output
-    g.tensors[0].quantization, g.tensors[0].dtype = None, np.dtype(np.float32)
-    return _float_boundary(g, output)
+    if float_io:
+        source.quantization, source.dtype = Quantization(), np.dtype(np.float32)
+        _float_boundary(g)
 
 
 def _learned_source(model: nn.Module) -> TFLiteModel | None:
@@ -312,13 +246,13 @@ def _learned_source(model: nn.Module) -> TFLiteModel | None:
     return tfl if quantized else None
 
 
-def learned_ranges(g: Graph, source: TFLiteModel) -> dict[int, Range]:
+def learned_ranges(g: Model, source: TFLiteModel) -> dict[int, Range]:
     """The range of every operator output of `g` whose (slim) name has a per-tensor quantized
     activation in `source`: for weights trained with quantized activations, the ranges they
     were trained with."""
     found = {t.name: t for t in source.tensors if t.quantization.scales.size == 1}
     ranges = {}
-    for op in g.ops:
+    for op in g.operators:
         tensor = found.get(g.tensors[op.outputs[0]].name)
         if tensor is not None and np.issubdtype(tensor.dtype, np.integer):
             info, q = np.iinfo(tensor.dtype), tensor.quantization
@@ -364,8 +298,9 @@ def int8_tflite_bytes(model: nn.Module, images: np.ndarray, *, softmax: bool = F
         method = method or default_method(model)
         ranges = calibrate_model(model, images, softmax=softmax, method=method)
     g = build_graph(model.eval(), size, softmax, dynamic_batch)
-    output = quantize_graph(g, ranges, float_io)
-    return serialize(g, output, f"mobilenetv3 int8 export: {model.variant.name} at {size}")
+    quantize_graph(g, ranges, float_io)
+    g.description = f"mobilenetv3 int8 export: {model.variant.name} at {size}"
+    return serialize(g)
 
 
 def export_tflite_int8(model: nn.Module, path: str | os.PathLike, images: np.ndarray, *,

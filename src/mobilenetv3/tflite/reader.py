@@ -1,17 +1,15 @@
 """Read .tflite files (official MobileNet releases, float or uint8) without TensorFlow.
 
-The FlatBuffer is walked with the schema-generated classes of the `tflite` package; every
-tensor, operator and buffer is decoded eagerly in `TFLiteModel.from_bytes`, so a truncated or
-foreign file fails there, with a `TFLiteError` that says what is wrong, instead of later inside
-an interpreter.
+The FlatBuffer is walked with the schema-generated classes of the `tflite` package into the
+data model of `tflite.model`; every tensor, operator and buffer is decoded eagerly in
+`TFLiteModel.from_bytes`, so a truncated or foreign file fails there, with a `TFLiteError`
+that says what is wrong, instead of later inside an interpreter.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,47 +17,26 @@ import flatbuffers
 import numpy as np
 import tflite
 
-__all__ = [
-    "KNOWN_OPS",
-    "MOBILENET_SCOPES",
-    "OperatorInfo",
-    "QuantizationInfo",
-    "TFLiteError",
-    "OperatorSpec",
-    "TFLiteModel",
-    "TensorSpec",
-    "build_tflite",
-    "TensorInfo",
-    "check_mobilenet",
-]
+from mobilenetv3.tflite.model import (
+    TENSOR_TYPES,
+    Model,
+    Operator,
+    Quantization,
+    Tensor,
+    TFLiteError,
+)
+
+__all__ = ["KNOWN_OPS", "MOBILENET_SCOPES", "TFLiteError", "TFLiteModel", "check_mobilenet"]
 
 FILE_IDENTIFIER = b"TFL3"
 MOBILENET_SCOPES = ("MobilenetV3/", "MobilenetV2/", "MobilenetEdgeTPU/")
 
 #: Builtin operators the reader (and the int8 reference path) knows how to describe.
-KNOWN_OPS = frozenset(
-    {
-        "ADD",
-        "AVERAGE_POOL_2D",
-        "CONCATENATION",
-        "CONV_2D",
-        "DEPTHWISE_CONV_2D",
-        "DEQUANTIZE",
-        "FULLY_CONNECTED",
-        "HARD_SWISH",
-        "LOGISTIC",
-        "MAX_POOL_2D",
-        "MEAN",
-        "MUL",
-        "PAD",
-        "QUANTIZE",
-        "RELU",
-        "RELU6",
-        "RESHAPE",
-        "SOFTMAX",
-        "SQUEEZE",
-    }
-)
+KNOWN_OPS = frozenset({
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE",
+    "FULLY_CONNECTED", "HARD_SWISH", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "QUANTIZE",
+    "RELU", "RELU6", "RESHAPE", "SOFTMAX", "SQUEEZE",
+})  # fmt: skip
 
 
 def _enum_names(enum_cls: type) -> dict[int, str]:
@@ -72,80 +49,6 @@ _OPTIONS_NAMES = _enum_names(tflite.BuiltinOptions)
 _ACTIVATION_NAMES = _enum_names(tflite.ActivationFunctionType)
 _PADDING_NAMES = _enum_names(tflite.Padding)
 _TYPE_NAMES = _enum_names(tflite.TensorType)
-_NUMPY_TYPES: dict[str, np.dtype] = {
-    "FLOAT32": np.dtype(np.float32),
-    "FLOAT16": np.dtype(np.float16),
-    "FLOAT64": np.dtype(np.float64),
-    "INT8": np.dtype(np.int8),
-    "UINT8": np.dtype(np.uint8),
-    "INT16": np.dtype(np.int16),
-    "UINT16": np.dtype(np.uint16),
-    "INT32": np.dtype(np.int32),
-    "UINT32": np.dtype(np.uint32),
-    "INT64": np.dtype(np.int64),
-    "UINT64": np.dtype(np.uint64),
-    "BOOL": np.dtype(np.bool_),
-    "COMPLEX64": np.dtype(np.complex64),
-    "COMPLEX128": np.dtype(np.complex128),
-    "STRING": np.dtype(np.object_),
-}
-
-
-class TFLiteError(ValueError):
-    """A file that is not a readable TFLite model, or one this project cannot use."""
-
-
-@dataclass(frozen=True)
-class QuantizationInfo:
-    """Affine quantization of one tensor: real = (q - zero_point) * scale.
-
-    `scales`/`zero_points` have one entry (per tensor), one per slice along
-    `quantized_dimension` (per channel), or none (not quantized).
-    """
-
-    scales: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    zero_points: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    quantized_dimension: int = 0
-
-    @property
-    def is_quantized(self) -> bool:
-        return self.scales.size > 0
-
-    @property
-    def scale(self) -> float:
-        """The per-tensor scale (as the float32 the file stores, widened)."""
-        if self.scales.size != 1:
-            raise TFLiteError(f"expected one scale, the tensor has {self.scales.size}")
-        return float(self.scales[0])
-
-    @property
-    def zero_point(self) -> int:
-        """The per-tensor zero point (0 where the file stores none)."""
-        return int(self.zero_points[0]) if self.zero_points.size else 0
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One tensor of subgraph 0: its name is the TF op that produced it (slim scope path)."""
-
-    index: int
-    name: str
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    buffer: int
-    quantization: QuantizationInfo
-
-
-@dataclass(frozen=True)
-class OperatorInfo:
-    """One operator: opcode name ("CONV_2D"), tensor indices (-1 = optional input absent)."""
-
-    index: int
-    opcode: str
-    inputs: tuple[int, ...]
-    outputs: tuple[int, ...]
-    options: dict[str, Any]
-    version: int = 1
 
 
 def _snake(name: str) -> str:
@@ -158,8 +61,7 @@ _SKIP_ACCESSORS = {"Init", "GetRootAs"}
 def _decode_options(op: Any, opcode: str) -> dict[str, Any]:
     """Builtin options as a plain dict with snake_case keys (`StrideW` -> `stride_w`).
 
-    Enum fields become names ("SAME", "RELU6"); vectors become lists; convolutions and pools
-    also get `dilation` = (h, w) and pools `filter` = (h, w) for convenience.
+    Enum fields become names ("SAME", "RELU6"); vectors become lists.
     """
     kind = op.BuiltinOptionsType()
     if kind == 0 or op.BuiltinOptions() is None:
@@ -195,52 +97,114 @@ def _decode_options(op: Any, opcode: str) -> dict[str, Any]:
     if "fused_activation_function" in out:
         act = out["fused_activation_function"]
         out["fused_activation_function"] = _ACTIVATION_NAMES.get(act, act)
-    if "dilation_h_factor" in out:
-        out["dilation"] = (out["dilation_h_factor"], out["dilation_w_factor"])
-    if "filter_height" in out:
-        out["filter"] = (out["filter_height"], out["filter_width"])
     return out
 
 
-def _quantization(tensor: Any) -> QuantizationInfo:
+def _quantization(tensor: Any) -> Quantization:
     q = tensor.Quantization()
     if q is None or q.ScaleLength() == 0:
-        return QuantizationInfo()
+        return Quantization()
     scales = np.asarray(q.ScaleAsNumpy(), dtype=np.float32).copy()
     zps = (
         np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64).copy()
         if q.ZeroPointLength()
         else np.zeros(scales.shape, np.int64)
     )
-    return QuantizationInfo(scales, zps, int(q.QuantizedDimension()))
+    return Quantization(scales, zps, int(q.QuantizedDimension()))
 
 
-class TFLiteModel:
-    """Subgraph 0 of a .tflite file: tensors, operators, constants (read-only view)."""
+def _buffers(model: Any, buf: bytes, source: str) -> list[bytes]:
+    buffers: list[bytes] = []
+    for i in range(model.BuffersLength()):
+        b = model.Buffers(i)
+        offset, size = int(b.Offset()), int(b.Size())
+        if offset > 1:  # large-model layout: data after the FlatBuffer
+            if offset + size > len(buf):
+                raise TFLiteError(f"{source}: truncated (buffer {i} ends past the file)")
+            buffers.append(buf[offset : offset + size])
+        else:
+            buffers.append(b.DataAsNumpy().tobytes() if b.DataLength() else b"")
+    return buffers
 
-    def __init__(
-        self,
-        *,
-        source: str,
-        version: int,
-        description: str,
-        tensors: list[TensorInfo],
-        operators: list[OperatorInfo],
-        inputs: list[int],
-        outputs: list[int],
-        buffers: list[bytes],
-    ) -> None:
-        self.source = source
-        self.version = version
-        self.description = description
-        self.tensors = tensors
-        self.operators = operators
-        self.inputs = inputs
-        self.outputs = outputs
-        self._buffers = buffers
-        self.by_name: dict[str, TensorInfo] = {t.name: t for t in tensors}
 
-    # construction -----------------------------------------------------------------------
+def _tensor(t: Any, i: int, buffers: list[bytes], source: str) -> Tensor:
+    """Tensor `i` with its constant data decoded (a checked size, a copy the model owns)."""
+    type_name = _TYPE_NAMES.get(t.Type(), str(t.Type()))
+    if type_name not in TENSOR_TYPES:
+        raise TFLiteError(f"{source}: tensor {i} has unsupported type {type_name}")
+    name = (t.Name() or b"").decode("utf-8", "replace")
+    shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+    signature = None
+    if t.ShapeSignatureLength():
+        signature = tuple(int(d) for d in t.ShapeSignatureAsNumpy())
+    dtype, buffer = TENSOR_TYPES[type_name], int(t.Buffer())
+    if buffer >= len(buffers):
+        raise TFLiteError(f"{source}: tensor {name!r} names missing buffer {buffer}")
+    raw, data = buffers[buffer], None
+    if raw:
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if len(raw) != expected:
+            raise TFLiteError(f"{source}: tensor {name!r} {shape} {dtype} needs {expected} "
+                              f"bytes, its buffer holds {len(raw)}")  # fmt: skip
+        data = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    return Tensor(name, shape, dtype, data, _quantization(t), signature, i)
+
+
+def _opcodes(model: Any) -> list[tuple[str, int, str | None]]:
+    """(builtin name, version, custom code) of every operator code."""
+    opcodes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        # Schema rule: the real code is the larger of the int32 and the deprecated byte field.
+        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+        custom = oc.CustomCode()
+        custom = custom.decode("utf-8", "replace") if custom is not None else None
+        opcodes.append((_OPCODE_NAMES.get(code, f"BUILTIN_{code}"), int(oc.Version()), custom))
+    return opcodes
+
+
+def _operator(op: Any, i: int, opcodes: list, tensors: list[Tensor], source: str) -> Operator:
+    idx = int(op.OpcodeIndex())
+    if idx >= len(opcodes):
+        raise TFLiteError(f"{source}: operator {i} uses missing opcode index {idx}")
+    name, version, custom = opcodes[idx]
+    ins = tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else ()
+    outs = tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else ()
+    if name not in KNOWN_OPS:
+        shown = f"CUSTOM({custom})" if name == "CUSTOM" else name
+        first = tensors[outs[0]].name if outs and 0 <= outs[0] < len(tensors) else "?"
+        known = ", ".join(sorted(KNOWN_OPS))
+        raise TFLiteError(f"{source}: operator {i} is {shown} (producing {first!r}), which this "
+                          f"reader does not know; known: {known}")  # fmt: skip
+    for t in (*ins, *outs):
+        if t >= len(tensors):
+            raise TFLiteError(f"{source}: operator {i} ({name}) names missing tensor {t}")
+    return Operator(name, ins, outs, _decode_options(op, name), version, custom)
+
+
+def _parse(buf: bytes, source: str) -> TFLiteModel:
+    model = tflite.Model.GetRootAs(buf, 0)
+    if model.SubgraphsLength() < 1:
+        raise TFLiteError(f"{source}: the model has no subgraph")
+    graph = model.Subgraphs(0)
+    buffers = _buffers(model, buf, source)
+    tensors = [_tensor(graph.Tensors(i), i, buffers, source) for i in range(graph.TensorsLength())]
+    opcodes = _opcodes(model)
+    operators = [_operator(graph.Operators(i), i, opcodes, tensors, source)
+                 for i in range(graph.OperatorsLength())]  # fmt: skip
+    return TFLiteModel(
+        tensors=tensors,
+        operators=operators,
+        inputs=[int(x) for x in graph.InputsAsNumpy()] if graph.InputsLength() else [],
+        outputs=[int(x) for x in graph.OutputsAsNumpy()] if graph.OutputsLength() else [],
+        description=(model.Description() or b"").decode("utf-8", "replace"),
+        version=int(model.Version()),
+        source=source,
+    )
+
+
+class TFLiteModel(Model):
+    """The data model of a file read from disk or bytes."""
 
     @classmethod
     def from_file(cls, path: str | Path) -> TFLiteModel:
@@ -264,7 +228,7 @@ class TFLiteModel:
         if root + 4 > len(buf):
             raise TFLiteError(f"{source}: truncated ({len(buf)} bytes, root table at {root})")
         try:
-            return cls._parse(buf, source)
+            return _parse(buf, source)
         except TFLiteError:
             raise
         except Exception as exc:  # flatbuffers raises struct/Index/ValueError on bad offsets
@@ -273,154 +237,8 @@ class TFLiteModel:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
-    @classmethod
-    def _parse(cls, buf: bytes, source: str) -> TFLiteModel:
-        model = tflite.Model.GetRootAs(buf, 0)
-        if model.SubgraphsLength() < 1:
-            raise TFLiteError(f"{source}: the model has no subgraph")
-        graph = model.Subgraphs(0)
 
-        buffers: list[bytes] = []
-        for i in range(model.BuffersLength()):
-            b = model.Buffers(i)
-            offset, size = int(b.Offset()), int(b.Size())
-            if offset > 1:  # large-model layout: data after the FlatBuffer
-                if offset + size > len(buf):
-                    raise TFLiteError(f"{source}: truncated (buffer {i} ends past the file)")
-                buffers.append(buf[offset : offset + size])
-            elif b.DataLength():
-                arr = b.DataAsNumpy()
-                buffers.append(arr.tobytes())
-            else:
-                buffers.append(b"")
-
-        tensors: list[TensorInfo] = []
-        for i in range(graph.TensorsLength()):
-            t = graph.Tensors(i)
-            type_name = _TYPE_NAMES.get(t.Type(), str(t.Type()))
-            if type_name not in _NUMPY_TYPES:
-                raise TFLiteError(f"{source}: tensor {i} has unsupported type {type_name}")
-            shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-            info = TensorInfo(
-                index=i,
-                name=(t.Name() or b"").decode("utf-8", "replace"),
-                shape=shape,
-                dtype=_NUMPY_TYPES[type_name],
-                buffer=int(t.Buffer()),
-                quantization=_quantization(t),
-            )
-            if info.buffer >= len(buffers):
-                raise TFLiteError(
-                    f"{source}: tensor {info.name!r} names missing buffer {info.buffer}"
-                )
-            raw = buffers[info.buffer]
-            if raw and type_name != "STRING":
-                expected = int(np.prod(shape, dtype=np.int64)) * info.dtype.itemsize
-                if len(raw) != expected:
-                    raise TFLiteError(
-                        f"{source}: tensor {info.name!r} {shape} {info.dtype} needs {expected} "
-                        f"bytes, its buffer holds {len(raw)}"
-                    )
-            tensors.append(info)
-
-        opcodes: list[tuple[str, int]] = []
-        for i in range(model.OperatorCodesLength()):
-            oc = model.OperatorCodes(i)
-            # Schema rule: the real code is the larger of the int32 and the deprecated byte field.
-            code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
-            name = _OPCODE_NAMES.get(code, f"BUILTIN_{code}")
-            if name == "CUSTOM":
-                custom = (oc.CustomCode() or b"").decode("utf-8", "replace")
-                name = f"CUSTOM({custom})"
-            opcodes.append((name, int(oc.Version())))
-
-        operators: list[OperatorInfo] = []
-        for i in range(graph.OperatorsLength()):
-            op = graph.Operators(i)
-            idx = int(op.OpcodeIndex())
-            if idx >= len(opcodes):
-                raise TFLiteError(f"{source}: operator {i} uses missing opcode index {idx}")
-            name, version = opcodes[idx]
-            ins = tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else ()
-            outs = tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else ()
-            if name not in KNOWN_OPS:
-                first = tensors[outs[0]].name if outs and 0 <= outs[0] < len(tensors) else "?"
-                raise TFLiteError(
-                    f"{source}: operator {i} is {name} (producing {first!r}), which this reader "
-                    f"does not know; known: {', '.join(sorted(KNOWN_OPS))}"
-                )
-            for t in (*ins, *outs):
-                if t >= len(tensors):
-                    raise TFLiteError(f"{source}: operator {i} ({name}) names missing tensor {t}")
-            operators.append(OperatorInfo(i, name, ins, outs, _decode_options(op, name), version))
-
-        ins = [int(x) for x in graph.InputsAsNumpy()] if graph.InputsLength() else []
-        outs = [int(x) for x in graph.OutputsAsNumpy()] if graph.OutputsLength() else []
-        return cls(
-            source=source,
-            version=int(model.Version()),
-            description=(model.Description() or b"").decode("utf-8", "replace"),
-            tensors=tensors,
-            operators=operators,
-            inputs=ins,
-            outputs=outs,
-            buffers=buffers,
-        )
-
-    # access ------------------------------------------------------------------------------
-
-    def tensor(self, key: int | str) -> TensorInfo:
-        """A tensor by index or by name (KeyError naming close matches if absent)."""
-        if isinstance(key, int | np.integer):
-            return self.tensors[int(key)]
-        try:
-            return self.by_name[key]
-        except KeyError:
-            near = [n for n in self.by_name if key.split("/")[-1] in n][:5]
-            raise KeyError(f"no tensor {key!r} in {self.source}; similar: {near}") from None
-
-    def constant(self, key: int | str) -> np.ndarray | None:
-        """The stored data of a constant tensor (its own dtype, shaped), None for activations."""
-        info = self.tensor(key)
-        raw = self._buffers[info.buffer] if info.buffer < len(self._buffers) else b""
-        if not raw:
-            return None
-        return np.frombuffer(raw, dtype=info.dtype).reshape(info.shape).copy()
-
-    def dequantized(self, key: int | str) -> np.ndarray:
-        """A constant as float32: (q - zero_point) * scale, per tensor or per channel."""
-        info = self.tensor(key)
-        data = self.constant(info.index)
-        if data is None:
-            raise TFLiteError(f"tensor {info.name!r} is an activation, it has no stored data")
-        q = info.quantization
-        if info.dtype.kind == "f" and not q.is_quantized:
-            return data.astype(np.float32)
-        if not q.is_quantized:
-            raise TFLiteError(f"tensor {info.name!r} ({info.dtype}) has no quantization")
-        scales = q.scales.astype(np.float32)
-        zps = q.zero_points.astype(np.int64)
-        if scales.size > 1:  # per channel: broadcast along quantized_dimension
-            shape = [1] * data.ndim
-            shape[q.quantized_dimension] = scales.size
-            scales = scales.reshape(shape)
-            zps = zps.reshape(shape)
-        centred = (data.astype(np.int64) - zps).astype(np.float32)
-        return (centred * scales).astype(np.float32)
-
-    def operator_of(self, key: int | str) -> OperatorInfo | None:
-        """The operator producing a tensor (None for graph inputs and constants)."""
-        index = self.tensor(key).index
-        return next((op for op in self.operators if index in op.outputs), None)
-
-    def __repr__(self) -> str:
-        return (
-            f"TFLiteModel({self.source!r}, {len(self.tensors)} tensors, "
-            f"{len(self.operators)} operators)"
-        )
-
-
-def check_mobilenet(model: TFLiteModel) -> str:
+def check_mobilenet(model: Model) -> str:
     """The MobileNet scope of the file ("MobilenetV3"...), or a TFLiteError naming what it is.
 
     Lets a user who hands in a tflite of another network read which network they gave.
@@ -438,176 +256,3 @@ def check_mobilenet(model: TFLiteModel) -> str:
         f"{model.source} is not a MobileNet tflite of this project (no tensor under "
         f"{', '.join(MOBILENET_SCOPES)}): top-level scopes {scopes[:6]}, first tensors {first}"
     )
-
-
-# writing (small synthetic files for tests and fixtures) ----------------------------------------
-
-
-@dataclass
-class TensorSpec:
-    """A tensor to write: `data` makes it a constant; scales/zero_points quantize it."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: np.dtype | type
-    data: np.ndarray | None = None
-    scales: list[float] | None = None
-    zero_points: list[int] | None = None
-    quantized_dimension: int = 0
-
-
-@dataclass
-class OperatorSpec:
-    """An operator to write: builtin name ("CONV_2D"), tensor indices, options by field name."""
-
-    opcode: str
-    inputs: list[int]
-    outputs: list[int]
-    options_type: str | None = None  # e.g. "Conv2DOptions"
-    options: dict[str, Any] = field(default_factory=dict)
-    custom_code: str | None = None
-
-
-def _camel(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
-
-
-def build_tflite(
-    tensors: list[TensorSpec],
-    operators: list[OperatorSpec],
-    inputs: list[int],
-    outputs: list[int],
-    description: str = "mobilenetv3 synthetic",
-) -> bytes:
-    """A minimal single-subgraph .tflite FlatBuffer built with the `tflite` builder functions.
-
-    Why: tests need float files, foreign networks and unknown operators, which no shared file
-    provides; writing them here keeps those tests independent of TensorFlow.
-    """
-    b = flatbuffers.Builder(1024)
-    type_codes = {v: k for k, v in _TYPE_NAMES.items()}
-    numpy_to_type = {dt: type_codes[name] for name, dt in _NUMPY_TYPES.items()}
-    opcode_values = {v: k for k, v in _OPCODE_NAMES.items()}
-
-    def int_vector(start: Callable[[Any, int], None], values: list[int]) -> int:
-        start(b, len(values))
-        for v in reversed(values):
-            b.PrependInt32(int(v))
-        return b.EndVector()
-
-    def offset_vector(start: Callable[[Any, int], None], offsets: list[int]) -> int:
-        start(b, len(offsets))
-        for off in reversed(offsets):
-            b.PrependUOffsetTRelative(off)
-        return b.EndVector()
-
-    # buffers: 0 is the empty sentinel, then one per constant
-    buffer_offsets: list[int] = []
-    tflite.BufferStart(b)
-    buffer_offsets.append(tflite.BufferEnd(b))
-    tensor_buffer: list[int] = []
-    for spec in tensors:
-        if spec.data is None:
-            tensor_buffer.append(0)
-            continue
-        raw = np.ascontiguousarray(spec.data, dtype=np.dtype(spec.dtype)).tobytes()
-        b.StartVector(1, len(raw), 16)
-        b.head = b.head - len(raw)
-        b.Bytes[b.head : b.head + len(raw)] = raw
-        vec = b.EndVector()
-        tflite.BufferStart(b)
-        tflite.BufferAddData(b, vec)
-        tensor_buffer.append(len(buffer_offsets))
-        buffer_offsets.append(tflite.BufferEnd(b))
-
-    tensor_offsets: list[int] = []
-    for spec, buf_index in zip(tensors, tensor_buffer, strict=True):
-        name = b.CreateString(spec.name)
-        shape = int_vector(tflite.TensorStartShapeVector, list(spec.shape))
-        quant = None
-        if spec.scales is not None:
-            scales = b.CreateNumpyVector(np.asarray(spec.scales, dtype=np.float32))
-            zps = b.CreateNumpyVector(
-                np.asarray(spec.zero_points or [0] * len(spec.scales), dtype=np.int64)
-            )
-            tflite.QuantizationParametersStart(b)
-            tflite.QuantizationParametersAddScale(b, scales)
-            tflite.QuantizationParametersAddZeroPoint(b, zps)
-            tflite.QuantizationParametersAddQuantizedDimension(b, spec.quantized_dimension)
-            quant = tflite.QuantizationParametersEnd(b)
-        tflite.TensorStart(b)
-        tflite.TensorAddShape(b, shape)
-        tflite.TensorAddType(b, numpy_to_type[np.dtype(spec.dtype)])
-        tflite.TensorAddBuffer(b, buf_index)
-        tflite.TensorAddName(b, name)
-        if quant is not None:
-            tflite.TensorAddQuantization(b, quant)
-        tensor_offsets.append(tflite.TensorEnd(b))
-
-    codes: list[tuple[str, str | None]] = []
-    op_offsets: list[int] = []
-    for spec in operators:
-        key = (spec.opcode, spec.custom_code)
-        if key not in codes:
-            codes.append(key)
-        ins = int_vector(tflite.OperatorStartInputsVector, spec.inputs)
-        outs = int_vector(tflite.OperatorStartOutputsVector, spec.outputs)
-        options = None
-        if spec.options_type:
-            getattr(tflite, f"{spec.options_type}Start")(b)
-            for key_name, value in spec.options.items():
-                if key_name == "padding" and isinstance(value, str):
-                    value = getattr(tflite.Padding, value)
-                if key_name == "fused_activation_function" and isinstance(value, str):
-                    value = getattr(tflite.ActivationFunctionType, value)
-                getattr(tflite, f"{spec.options_type}Add{_camel(key_name)}")(b, value)
-            options = getattr(tflite, f"{spec.options_type}End")(b)
-        tflite.OperatorStart(b)
-        tflite.OperatorAddOpcodeIndex(b, codes.index(key))
-        tflite.OperatorAddInputs(b, ins)
-        tflite.OperatorAddOutputs(b, outs)
-        if options is not None:
-            tflite.OperatorAddBuiltinOptionsType(
-                b, getattr(tflite.BuiltinOptions, spec.options_type)
-            )
-            tflite.OperatorAddBuiltinOptions(b, options)
-        op_offsets.append(tflite.OperatorEnd(b))
-
-    code_offsets: list[int] = []
-    for opcode, custom in codes:
-        value = opcode_values[opcode]
-        custom_off = b.CreateString(custom) if custom is not None else None
-        tflite.OperatorCodeStart(b)
-        tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(value, 127))
-        tflite.OperatorCodeAddBuiltinCode(b, value)
-        tflite.OperatorCodeAddVersion(b, 1)
-        if custom_off is not None:
-            tflite.OperatorCodeAddCustomCode(b, custom_off)
-        code_offsets.append(tflite.OperatorCodeEnd(b))
-
-    t_vec = offset_vector(tflite.SubGraphStartTensorsVector, tensor_offsets)
-    o_vec = offset_vector(tflite.SubGraphStartOperatorsVector, op_offsets)
-    in_vec = int_vector(tflite.SubGraphStartInputsVector, inputs)
-    out_vec = int_vector(tflite.SubGraphStartOutputsVector, outputs)
-    sg_name = b.CreateString("main")
-    tflite.SubGraphStart(b)
-    tflite.SubGraphAddTensors(b, t_vec)
-    tflite.SubGraphAddOperators(b, o_vec)
-    tflite.SubGraphAddInputs(b, in_vec)
-    tflite.SubGraphAddOutputs(b, out_vec)
-    tflite.SubGraphAddName(b, sg_name)
-    subgraph = tflite.SubGraphEnd(b)
-
-    sg_vec = offset_vector(tflite.ModelStartSubgraphsVector, [subgraph])
-    codes_vec = offset_vector(tflite.ModelStartOperatorCodesVector, code_offsets)
-    buf_vec = offset_vector(tflite.ModelStartBuffersVector, buffer_offsets)
-    desc = b.CreateString(description)
-    tflite.ModelStart(b)
-    tflite.ModelAddVersion(b, 3)
-    tflite.ModelAddOperatorCodes(b, codes_vec)
-    tflite.ModelAddSubgraphs(b, sg_vec)
-    tflite.ModelAddDescription(b, desc)
-    tflite.ModelAddBuffers(b, buf_vec)
-    model = tflite.ModelEnd(b)
-    b.Finish(model, file_identifier=FILE_IDENTIFIER)
-    return bytes(b.Output())
