@@ -80,3 +80,29 @@ def test_pt2_round_trip(tmp_path: Path, tiny: torch.nn.Module) -> None:
     with torch.no_grad():
         np.testing.assert_allclose(program(x).numpy(), tiny(x).numpy(), atol=1e-5)
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt2"]
+
+
+@pytest.mark.parametrize(("dtype", "zero_point"), [(np.uint8, 128), (np.int8, -1)])
+def test_input_quantization_rounds_like_litert(dtype: type, zero_point: int) -> None:
+    """Float input for an 8-bit file is rounded as LiteRT's own QUANTIZE rounds it in the
+    runner's (default) kernels: halves to even, then the zero point added; rounding after
+    adding an odd zero point moved every tie by one code."""
+    interpreter = pytest.importorskip("ai_edge_litert.interpreter")
+    from tflite_helpers import quantized, tensor, tflite_bytes
+
+    from mobilenetv3.runtime.engines import _quantize
+    from mobilenetv3.tflite.model import Operator
+
+    scale = 0.5
+    values = np.array([k * 0.5 + 0.25 for k in range(-300, 300)], np.float32)  # codes k + .5
+    n = values.size
+    data = tflite_bytes([tensor("x", (1, n), np.float32),
+                         tensor("q", (1, n), dtype, **quantized(scale, zero_point))],
+                        [Operator("QUANTIZE", (0,), (1,))], [0], [1])  # fmt: skip
+    it = interpreter.Interpreter(model_content=data)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], values[None])
+    it.invoke()
+    litert = it.get_tensor(it.get_output_details()[0]["index"])[0]
+    ours = _quantize(values, {"dtype": dtype, "quantization": (scale, zero_point)})
+    np.testing.assert_array_equal(ours, litert)

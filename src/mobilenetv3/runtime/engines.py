@@ -169,12 +169,14 @@ class LiteRTRunner(Runner):
 
 
 def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    """Float input into a quantized file's input type (real = (q - zero_point) * scale)."""
+    """Float input into a quantized file's input type, rounded as the LiteRT kernels this
+    runner runs round it in a QUANTIZE (halves to even, then the zero point added)."""
     if detail["dtype"] == np.float32:
         return x
+    from mobilenetv3.tflite.interpreter.fixedpoint import quantize
+
     scale, zero = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
+    return quantize(x, scale, zero, detail["dtype"], rounding="even")
 
 
 def _dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:

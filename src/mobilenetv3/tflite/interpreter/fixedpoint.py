@@ -49,15 +49,21 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return int(q_fixed), int(shift)
 
 
-def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: type | np.dtype) -> np.ndarray:
-    """LiteRT's QUANTIZE (reference AffineQuantize): round(x / scale) + zero_point, clamped.
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: type | np.dtype,
+             rounding: str = "away") -> np.ndarray:  # fmt: skip
+    """LiteRT's QUANTIZE: round(x / scale) + zero_point, clamped, the division in float32.
 
-    The division is float32 and the rounding is TfLiteRound (std::round: halves away from
-    zero), not np.round (halves to even); the tests check this against LiteRT on ties.
+    LiteRT rounds two ways, measured on ties in the tests: its reference kernels
+    (`BUILTIN_REF`, which the int8 interpreter emulates) use TfLiteRound, halves away from
+    zero (`rounding="away"`); its optimized kernels (the default resolver, XNNPACK or not)
+    round halves to even (`rounding="even"`).
     """
     v = np.asarray(x, np.float32) / np.float32(scale)
-    t = np.trunc(v)
-    r = t + np.where(np.abs(v - t) >= 0.5, np.sign(v), np.float32(0))
+    if rounding == "even":
+        r = np.rint(v)
+    else:
+        t = np.trunc(v)
+        r = t + np.where(np.abs(v - t) >= 0.5, np.sign(v), np.float32(0))
     info = np.iinfo(dtype)
     return np.clip(r.astype(np.int64) + zero_point, info.min, info.max).astype(dtype)
 
