@@ -23,14 +23,11 @@ from mobilenetv3.core import specs
 from mobilenetv3.core.layers import BATCH_NORM_EPS
 from mobilenetv3.core.model import MobileNet
 from mobilenetv3.core.naming import slim_names, slim_shape
+from mobilenetv3.weights.errors import WeightsError
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 LOGITS = "Logits/Conv2d_1c_1x1"
 SAFETENSORS_FORMAT = "mobilenetv3"
-
-
-class WeightsError(ValueError):
-    """The weights cannot be used as asked: says what is wrong and what to do."""
 
 
 def slim_state_shapes(state: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
