@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
@@ -23,7 +22,14 @@ from mobilenetv3.core import specs
 from mobilenetv3.core.layers import BATCH_NORM_EPS
 from mobilenetv3.core.model import MobileNet
 from mobilenetv3.core.naming import slim_names, slim_shape
+from mobilenetv3.weights.archive import (
+    list_tar_members,
+    looks_like_tar,
+    open_checkpoint_in_tar,
+    read_tar_member,
+)
 from mobilenetv3.weights.errors import WeightsError
+from mobilenetv3.weights.tensorbundle import CheckpointReader
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 LOGITS = "Logits/Conv2d_1c_1x1"
@@ -177,14 +183,20 @@ def fold_identity_batch_norm(model: MobileNet, state: dict[str, np.ndarray]) -> 
 # -- sources ------------------------------------------------------------------------------------
 
 
-def read_slim_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Any supported file -> (slim state, metadata such as preprocessing and labels)."""
+def read_slim_state(
+    path: str | os.PathLike, *, use_ema: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Any supported file -> (slim state, metadata such as preprocessing and labels).
+
+    `use_ema` only chooses among the checkpoints of a release tarball (its `ema/` one or its
+    `pristine/` raw variables); shadows inside one checkpoint are chosen in `load_slim_state`.
+    """
     path = Path(path)
     suffixes = "".join(path.suffixes[-2:]).lower()
     if path.suffix.lower() == ".tflite":
         return tflite_slim_state(path.read_bytes(), str(path)), {"format": "tflite"}
-    if suffixes.endswith((".tgz", ".tar.gz")) or (path.is_file() and tarfile.is_tarfile(path)):
-        return _tar_slim_state(path)
+    if suffixes.endswith((".tgz", ".tar.gz")) or (path.is_file() and looks_like_tar(path)):
+        return _tar_slim_state(path, use_ema)
     if path.suffix.lower() == ".safetensors":
         raise WeightsError("internal: safetensors files are loaded by load_safetensors")
     if path.suffix.lower() in (".onnx", ".pt2"):
@@ -194,22 +206,14 @@ def read_slim_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
             "in its engine (`mobilenetv3 evaluate DATA --weights FILE --engine onnxruntime` "
             "for .onnx, `--engine torch` for .pt2; `mobilenetv3.quantize.int8_runner`)"
         )
-    from mobilenetv3.weights.tensorbundle import CheckpointReader
-
     with CheckpointReader(path) as reader:
         return reader.read_all(), {"format": "tf_checkpoint"}
 
 
-def _tar_slim_state(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from mobilenetv3.weights.archive import (
-        list_tar_members,
-        open_checkpoint_in_tar,
-        read_tar_member,
-    )
-
+def _tar_slim_state(path: Path, use_ema: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     members = list_tar_members(path)
     if any(m.endswith(".index") for m in members):
-        with open_checkpoint_in_tar(path) as reader:
+        with open_checkpoint_in_tar(path, use_ema=use_ema) as reader:
             return reader.read_all(), {"format": "tf_checkpoint"}
     if any(m.endswith(".tflite") for m in members):
         data = read_tar_member(path, ".tflite")
@@ -261,7 +265,7 @@ def load_pretrained(
         raise WeightsError(f"weights not found: {path}")
     if path.suffix.lower() == ".safetensors":
         return load_safetensors(path, name, num_classes=num_classes, dropout=dropout)
-    state, meta = read_slim_state(path)
+    state, meta = read_slim_state(path, use_ema=use_ema)
     variant = infer_variant(slim_state_shapes(state))
     if name is not None:
         asked = specs.parse_variant(name, depth_multiplier)
