@@ -33,6 +33,7 @@ from mobilenetv3.weights.tensorbundle import CheckpointReader
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 LOGITS = "Logits/Conv2d_1c_1x1"
+_MOVING_STATS = ("/moving_mean", "/moving_variance")
 SAFETENSORS_FORMAT = "mobilenetv3"
 
 
@@ -115,10 +116,7 @@ def load_slim_state(
     """
     names = slim_names(model)
     target = model.state_dict()
-    pick = {
-        slim: f"{slim}{EMA_SUFFIX}" if use_ema and f"{slim}{EMA_SUFFIX}" in state else slim
-        for slim in names
-    }
+    pick = _pick_shadows(list(names), state, use_ema, source)
     missing = sorted(slim for slim, key in pick.items() if key not in state)
     if missing:
         raise WeightsError(
@@ -137,11 +135,42 @@ def load_slim_state(
                 f"{source}: {slim} has shape {tuple(array.shape)}, {model.variant.name} needs "
                 f"{expected}; the weights are of another variant"
             )
+        if not np.isfinite(array).all():
+            raise WeightsError(
+                f"{source}: {pick[slim]} holds non-finite values (NaN or inf); the weights are "
+                "damaged or diverged, use another file"
+            )
         loaded[key] = _to_torch(array, slim, target[key].shape)
     model.load_state_dict(loaded, strict=False)
     known = set(pick.values()) | set(names)
     unexpected = sorted(k for k in state if k not in known and not k.endswith(EMA_SUFFIX))
     return {"missing": [], "unexpected": unexpected, "reset": sorted(reset)}
+
+
+def _pick_shadows(
+    names: list[str], state: dict[str, np.ndarray], use_ema: bool, source: str
+) -> dict[str, str]:
+    """{slim name: the state key to load}: the EMA shadow where there is one, all or none.
+
+    Shadows are all-or-none within the trainable variables and within the BatchNorm moving
+    statistics separately (training scripts differ in whether they average the latter); a
+    checkpoint shadowing only some of either would silently mix averaged and raw values.
+    """
+    if not use_ema:
+        return {slim: slim for slim in names}
+    shadowed = {slim for slim in names if f"{slim}{EMA_SUFFIX}" in state}
+    for group in (
+        [n for n in names if not n.endswith(_MOVING_STATS)],
+        [n for n in names if n.endswith(_MOVING_STATS)],
+    ):
+        lacking = [n for n in group if n not in shadowed and n in state]
+        if shadowed & set(group) and lacking:
+            raise WeightsError(
+                f"{source} holds EMA shadows ({EMA_SUFFIX}) for some variables but not for "
+                f"{len(lacking)}, e.g. {lacking[:3]}; it is damaged, or load its raw variables "
+                "with use_ema=False (--no-ema)"
+            )
+    return {slim: f"{slim}{EMA_SUFFIX}" if slim in shadowed else slim for slim in names}
 
 
 def _classifier_to_reset(model: MobileNet, state: dict, pick: dict[str, str]) -> set[str]:
