@@ -7,9 +7,7 @@ then checks and copies it into a model, and one infers the variant from its shap
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core import specs
 from mobilenetv3.core.layers import BATCH_NORM_EPS
 from mobilenetv3.core.model import MobileNet
@@ -29,12 +26,12 @@ from mobilenetv3.weights.archive import (
     read_tar_member,
 )
 from mobilenetv3.weights.errors import WeightsError
+from mobilenetv3.weights.safetensors_io import load_safetensors
 from mobilenetv3.weights.tensorbundle import CheckpointReader
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 LOGITS = "Logits/Conv2d_1c_1x1"
 _MOVING_STATS = ("/moving_mean", "/moving_variance")
-SAFETENSORS_FORMAT = "mobilenetv3"
 
 
 def slim_state_shapes(state: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
@@ -313,58 +310,3 @@ def load_pretrained(
 def _stored_classes(state: dict[str, np.ndarray]) -> int | None:
     logits = [v for k, v in state.items() if k.endswith(f"{LOGITS}/biases")]
     return int(logits[0].shape[-1]) if logits else None
-
-
-# -- safetensors ---------------------------------------------------------------------------------
-
-
-def save_safetensors(model: MobileNet, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Weights + variant (+ preprocessing, labels in `extra`) in one file, written atomically."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    meta = {
-        "format": SAFETENSORS_FORMAT,
-        "variant": json.dumps(asdict(model.variant)),
-        "num_classes": str(model.num_classes),
-    }
-    meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_output(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-    return path
-
-
-def safetensors_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise WeightsError(f"{path} is not a readable safetensors file ({exc})") from exc
-    if raw.get("format") != SAFETENSORS_FORMAT:
-        raise WeightsError(f"{path} was not written by mobilenetv3 (no variant in its metadata)")
-    return {k: (v if k == "format" else json.loads(v)) for k, v in raw.items()}
-
-
-def load_safetensors(
-    path: Path, name: str | None = None, *, num_classes: int = 1001, dropout: float | None = None
-) -> MobileNet:
-    from safetensors.torch import load_file
-
-    meta = safetensors_metadata(path)
-    variant = specs.Variant(**meta["variant"])
-    if name is not None and specs.parse_variant(name) != variant:
-        raise WeightsError(f"{path} holds {variant.name} weights, not {name}")
-    stored = int(meta["num_classes"])
-    model = MobileNet(variant, num_classes=stored, dropout=dropout)
-    state = load_file(str(path))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise WeightsError(f"{path}: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    if num_classes not in (1001, stored):
-        model.reset_classifier(num_classes)
-    model.pretrained_info = {"source": str(path), "format": "safetensors", **meta}
-    return model.eval()
-
