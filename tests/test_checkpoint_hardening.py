@@ -81,3 +81,9 @@ def test_non_finite_weight_names_the_tensor(shared) -> None:
     model = mobilenetv3.create_model("v3_large_1.0")
     with pytest.raises(WeightsError, match="ckpt: MobilenetV3/Conv_1/BatchNorm/gamma holds non-f"):
         load_slim_state(model, state, source="ckpt")
+
+
+def test_a_field_of_the_wrong_wire_type_is_refused() -> None:
+    items = [HEADER, (b"w", encode([(1, 0, 1), (2, 0, 5)]))]  # shape given as a varint
+    with pytest.raises(CheckpointError, match="entry of 'w' in crafted.index: field 2 has wire"):
+        _open(items)

@@ -41,7 +41,7 @@ _MAX_MEMBER = 1 << 30  # no MobileNet checkpoint shard comes near 1 GiB
 _MAX_IN_MEMORY = 256 << 20  # an index or a .tflite, read into memory
 _MAX_RATIO = 1032  # deflate cannot expand more than 1032:1; real checkpoints barely compress
 _COMPRESSED: dict[bytes, Callable[..., IO[bytes]]] = {
-    b"\x1f\x8b": gzip.open,
+    b"\x1f\x8b\x08": gzip.open,
     b"BZh": bz2.open,
     b"\xfd7zXZ\x00": lzma.open,
 }

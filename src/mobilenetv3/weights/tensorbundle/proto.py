@@ -44,6 +44,7 @@ DTYPES: dict[int, tuple[str, np.dtype[Any]]] = {
     23: ("uint64", np.dtype("<u8")),
 }
 BFLOAT16 = 14
+_MAX_RANK = 64
 # Names of TF dtypes we recognise but cannot return as plain numpy arrays (for error messages).
 _UNSUPPORTED_NAMES = {
     7: "string",
@@ -107,6 +108,17 @@ def iter_proto_fields(buf: bytes, what: str = "protobuf message") -> Iterator[tu
         yield field, wire, value
 
 
+def _known_fields(buf: bytes, what: str, wires: dict[int, int]) -> Iterator[tuple[int, Any]]:
+    """(field, value) of the fields in `wires` ({field: wire type}), others skipped as protobuf
+    does; a known field with another wire type is corruption."""
+    for field, wire, value in iter_proto_fields(buf, what):
+        if field not in wires:
+            continue
+        if wire != wires[field]:
+            raise CheckpointError(f"corrupt {what}: field {field} has wire type {wire}")
+        yield field, value
+
+
 @dataclass(frozen=True)
 class BundleHeader:
     """The `BundleHeaderProto` stored under key "": how many shards and which byte order."""
@@ -141,16 +153,16 @@ class BundleEntry:
 def parse_header(value: bytes, what: str = "BundleHeaderProto") -> BundleHeader:
     """Decode a `BundleHeaderProto` (num_shards=1, endianness=2, version=3)."""
     num_shards, endian, producer, min_consumer = 1, 0, 0, 0
-    for field, _wire, val in iter_proto_fields(value, what):
+    for field, val in _known_fields(value, what, {1: 0, 2: 0, 3: 2}):
         if field == 1:
             num_shards = _signed64(val)
         elif field == 2:
             endian = val
-        elif field == 3:
-            for vf, _vw, vv in iter_proto_fields(val, f"VersionDef of {what}"):
+        else:
+            for vf, vv in _known_fields(val, f"VersionDef of {what}", {1: 0, 2: 0}):
                 if vf == 1:
                     producer = _signed64(vv)
-                elif vf == 2:
+                else:
                     min_consumer = _signed64(vv)
     if endian == 1:
         raise CheckpointError(
@@ -168,17 +180,18 @@ def _parse_shape(value: bytes, what: str) -> tuple[tuple[int, ...], bool]:
     """Decode a `TensorShapeProto` (dim=2 {size=1}, unknown_rank=3); sizes must be >= 0."""
     dims: list[int] = []
     unknown_rank = False
-    for field, _wire, val in iter_proto_fields(value, what):
+    for field, val in _known_fields(value, what, {2: 2, 3: 0}):
         if field == 2:
             size = 0
-            for df, _dw, dv in iter_proto_fields(val, what):
-                if df == 1:
-                    size = _signed64(dv)
+            for _df, dv in _known_fields(val, what, {1: 0}):
+                size = _signed64(dv)
             if size < 0:
                 raise CheckpointError(f"corrupt {what}: dimension {len(dims)} is {size}")
             dims.append(size)
-        elif field == 3:
+        else:
             unknown_rank = bool(val)
+    if len(dims) > _MAX_RANK:
+        raise CheckpointError(f"corrupt {what}: rank {len(dims)} (numpy holds at most {_MAX_RANK})")
     return tuple(dims), unknown_rank
 
 
@@ -189,7 +202,8 @@ def parse_entry(value: bytes, what: str = "BundleEntryProto") -> BundleEntry:
     ints = {3: 0, 4: 0, 5: 0}
     shape: tuple[int, ...] = ()
     unknown_rank = sliced = False
-    for field, _wire, val in iter_proto_fields(value, what):
+    wires = {1: 0, 2: 2, 3: 0, 4: 0, 5: 0, 6: 5, 7: 2}
+    for field, val in _known_fields(value, what, wires):
         if field == 1:
             dtype = val
         elif field == 2:
@@ -198,7 +212,7 @@ def parse_entry(value: bytes, what: str = "BundleEntryProto") -> BundleEntry:
             ints[field] = _signed64(val)
         elif field == 6:
             crc = val
-        elif field == 7:
+        else:
             sliced = True
     if min(ints.values()) < 0:
         raise CheckpointError(
