@@ -214,8 +214,8 @@ class CheckpointReader:
         if entry.dtype_enum not in DTYPES:
             raise CheckpointError(
                 f"tensor {name!r} has dtype {entry.dtype_name} (TF DataType "
-                f"{entry.dtype_enum}), which this reader does not support (only numeric and bool "
-                "tensors); skip it, e.g. read_all(skip_unsupported=True)"
+                f"{entry.dtype_enum}) in {self._source}, which this reader does not support (only "
+                "numeric and bool tensors); skip it, e.g. read_all(skip_unsupported=True)"
             )
         return DTYPES[entry.dtype_enum][1]
 
@@ -238,8 +238,8 @@ class CheckpointReader:
         entry = self.entry(name)
         if entry.sliced:
             raise CheckpointError(
-                f"tensor {name!r} is a partitioned variable saved as slices, which this reader "
-                "does not support; re-save it unpartitioned"
+                f"tensor {name!r} in {self._source} is a partitioned variable saved as slices, "
+                "which this reader does not support; re-save it unpartitioned"
             )
         if entry.unknown_rank:
             raise CheckpointError(f"tensor {name!r} has an unknown rank in {self._source}")
