@@ -1,14 +1,18 @@
-"""Finding a checkpoint's files on disk: a prefix, an `.index`/`.data-*` path or a folder."""
+"""Finding a checkpoint's files on disk (a prefix, an `.index`/`.data-*` path or a folder) and
+opening them: any OS error is a CheckpointError naming the file."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 from mobilenetv3.weights.errors import CheckpointError
 
-__all__ = ["resolve_checkpoint_prefix"]
+__all__ = ["map_file", "read_index", "resolve_checkpoint_prefix"]
 
 _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
 
@@ -63,3 +67,22 @@ def resolve_checkpoint_prefix(path: str | os.PathLike[str]) -> Path:
             ".index beside its .data-*-of-* files"
         )
     return Path(text)
+
+
+def map_file(path: Path) -> tuple[np.ndarray, mmap.mmap | None]:
+    """Memory-map a shard read-only (empty files cannot be mapped, so they get b"")."""
+    try:
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size == 0:
+                return np.zeros(0, np.uint8), None
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read data shard {path} ({exc})") from exc
+    return np.frombuffer(mm, np.uint8), mm
+
+
+def read_index(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint index {path} ({exc})") from exc

@@ -24,7 +24,7 @@ import numpy as np
 
 from mobilenetv3.weights.errors import CheckpointError
 from mobilenetv3.weights.tensorbundle.codec import crc32c, unmask_crc
-from mobilenetv3.weights.tensorbundle.paths import resolve_checkpoint_prefix
+from mobilenetv3.weights.tensorbundle.paths import map_file, read_index, resolve_checkpoint_prefix
 from mobilenetv3.weights.tensorbundle.proto import (
     BFLOAT16,
     DTYPES,
@@ -38,27 +38,10 @@ from mobilenetv3.weights.tensorbundle.table import iter_table
 __all__ = ["CheckpointReader", "read_checkpoint"]
 
 
-def _map_file(path: Path) -> tuple[np.ndarray, mmap.mmap | None]:
-    """Memory-map a shard read-only (empty files cannot be mapped, so they get b"")."""
-    try:
-        with open(path, "rb") as fh:
-            if os.fstat(fh.fileno()).st_size == 0:
-                return np.zeros(0, np.uint8), None
-            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    except OSError as exc:
-        raise CheckpointError(f"cannot read data shard {path} ({exc})") from exc
-    return np.frombuffer(mm, np.uint8), mm
-
-
-def _read_index(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint index {path} ({exc})") from exc
-
-
 class CheckpointReader:
     """Random access to the tensors of one TF checkpoint; use as a context manager.
+
+    One class of ~230 lines: every method works on the same parsed index and mapped shards.
 
     Accepts the checkpoint prefix (`.../model.ckpt`), its `.index` file, or a folder holding
     one checkpoint. `from_buffers` reads from bytes already in memory (e.g. out of a tarball).
@@ -67,7 +50,7 @@ class CheckpointReader:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         prefix = resolve_checkpoint_prefix(path)
         index_path = Path(f"{prefix}.index")
-        self._setup(_read_index(index_path), str(index_path))
+        self._setup(read_index(index_path), str(index_path))
         self.prefix: Path | None = prefix
         for shard in sorted(self._used_shards()):
             file = prefix.parent / f"{prefix.name}.{self._shard_file_name(shard)}"
@@ -77,7 +60,7 @@ class CheckpointReader:
                     f"in {self.header.num_shards} shard(s); put every "
                     f"{prefix.name}.data-*-of-{self.header.num_shards:05d} file beside it"
                 )
-            self._shards[shard], mm = _map_file(file)
+            self._shards[shard], mm = map_file(file)
             self._shard_names[shard] = str(file)
             if mm is not None:
                 self._mmaps[shard] = mm
