@@ -5,12 +5,13 @@ The official MobileNet releases are `.tgz` files holding e.g.
 saved under the variables' own names), `pristine/model.ckpt-540000.*` (the raw variables) and a
 `.tflite`.
 
-Every read is one forward pass through the decompressed stream (a listing pass, then a pass
-taking the wanted members), bounded before anything is allocated: sparse members are refused,
-no member may declare more than the archive can hold, and members are copied in chunks (data
-shards into an unlinked temporary file that is memory-mapped, so a checkpoint never sits in
-RSS whole). Each pass reads the compressed stream to its end, so gzip/bzip2/xz checksums are
-verified: a flipped compressed byte is an error, never different weights.
+Every read is one forward pass through the decompressed stream, keeping the members it may
+need (the parts of every checkpoint, as choosing one needs the whole listing). Work is bounded
+before anything is allocated: sparse members are refused, no member may declare more than the
+archive can hold, and members are copied in chunks (data shards into an unlinked temporary file
+that is memory-mapped, so a checkpoint never sits in RSS whole). Each pass reads the compressed
+stream to its end, so gzip/bzip2/xz checksums are verified: a flipped compressed byte is an
+error, never different weights.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ _SHOWN = 25  # members listed in error messages
 _CHUNK = 1 << 20
 _MAX_MEMBER = 1 << 30  # no MobileNet checkpoint shard comes near 1 GiB
 _MAX_IN_MEMORY = 256 << 20  # an index or a .tflite, read into memory
+_MAX_KEPT = 2 << 30  # every checkpoint of a release together (EMA, pristine with its slots)
+_DATA = re.compile(r"(.*)\.data-(\d{5})-of-\d{5}$")
 _MAX_RATIO = 1032  # deflate cannot expand more than 1032:1; real checkpoints barely compress
 _COMPRESSED: dict[bytes, Callable[..., IO[bytes]]] = {
     b"\x1f\x8b\x08": gzip.open,
@@ -154,19 +157,29 @@ def _mapped(tar: tarfile.TarFile, info: tarfile.TarInfo, path: Path) -> mmap.mma
         return mmap.mmap(tmp.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def _read_members(
-    tar_path: str | os.PathLike[str], small: set[str], large: frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    """The named members: `small` ones as bytes, `large` ones memory-mapped."""
+def _scan(
+    tar_path: str | os.PathLike[str], keep: Callable[[str], str | None]
+) -> tuple[list[str], dict[str, Any]]:
+    """One pass: every regular member's name, and the contents of those `keep(name)` marks
+    "memory" (bytes) or "mapped" (memory-mapped temp file), at most `_MAX_KEPT` bytes in all."""
     path = Path(tar_path)
-    out: dict[str, Any] = {}
+    names: list[str] = []
+    kept: dict[str, Any] = {}
+    total = 0
     with _archive(path) as (tar, members):
         for info in members:
-            if info.name in small:
-                out[info.name] = _in_memory(tar, info, path)
-            elif info.name in large:
-                out[info.name] = _mapped(tar, info, path)
-    return out
+            names.append(info.name)
+            how = keep(info.name)
+            if how is None:
+                continue
+            total += info.size
+            if total > _MAX_KEPT:
+                raise CheckpointError(
+                    f"{path}: the members to read exceed {_MAX_KEPT} bytes in all, more than any "
+                    "release holds; the archive is damaged or not a release"
+                )
+            kept[info.name] = (_in_memory if how == "memory" else _mapped)(tar, info, path)
+    return names, kept
 
 
 def _listing(names: list[str]) -> str:
@@ -177,14 +190,13 @@ def _listing(names: list[str]) -> str:
 
 def list_tar_members(tar_path: str | os.PathLike[str]) -> list[str]:
     """Names of the regular files in the archive, in archive order."""
-    with _archive(tar_path) as (_tar, members):
-        return [m.name for m in members]
+    return _scan(tar_path, lambda _name: None)[0]
 
 
 def read_tar_member(tar_path: str | os.PathLike[str], suffix: str) -> bytes:
     """Bytes of the one member whose name ends with `suffix` (e.g. ".tflite")."""
-    names = list_tar_members(tar_path)
-    matches = [n for n in names if n == suffix or n.endswith(suffix)]
+    names, kept = _scan(tar_path, lambda name: "memory" if name.endswith(suffix) else None)
+    matches = list(kept)
     if suffix in matches:
         matches = [suffix]
     if not matches:
@@ -196,7 +208,14 @@ def read_tar_member(tar_path: str | os.PathLike[str], suffix: str) -> bytes:
             f"{len(matches)} members of {tar_path} end in {suffix!r} "
             f"({_listing(matches)}); pass a longer suffix naming one"
         )
-    return _read_members(tar_path, {matches[0]})[matches[0]]
+    return kept[matches[0]]
+
+
+def _checkpoint_part(name: str) -> str | None:
+    """How `_scan` keeps a member of any checkpoint: the index in memory, data mapped."""
+    if name.endswith(".index"):
+        return "memory"
+    return "mapped" if _DATA.match(name) else None
 
 
 def _is_ema(prefix: str) -> bool:
@@ -243,16 +262,18 @@ def open_checkpoint_in_tar(
     values), else the first one not under `ema/` (the release's `pristine/` raw variables).
     `prefix` (e.g. "pristine/model.ckpt-540000") picks one by its trailing path.
     """
-    names = list_tar_members(tar_path)
+    names, kept = _scan(tar_path, _checkpoint_part)
     prefixes = [n.removesuffix(".index") for n in names if n.endswith(".index")]
     chosen = _choose_prefix(prefixes, prefix, use_ema)
+    shards: dict[int, Any] = {}
+    for name, blob in kept.items():
+        match = _DATA.match(name)
+        if chosen is not None and match and match.group(1) == chosen:
+            shards[int(match.group(2))] = blob
+        elif isinstance(blob, mmap.mmap):
+            blob.close()  # another checkpoint's data
     if chosen is None:
         raise _no_checkpoint(tar_path, names, prefixes, prefix)
-    pattern = re.compile(re.escape(chosen) + r"\.data-(\d{5})-of-\d{5}$")
-    shards = {int(m.group(1)): name for name in names if (m := pattern.match(name))}
-    blobs = _read_members(tar_path, {f"{chosen}.index"}, frozenset(shards.values()))
     return CheckpointReader.from_buffers(
-        blobs[f"{chosen}.index"],
-        {shard: blobs[name] for shard, name in shards.items()},
-        source=f"{tar_path}:{chosen}",
+        kept[f"{chosen}.index"], shards, source=f"{tar_path}:{chosen}"
     )
