@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import urllib.error
 
 import pytest
 
 from mobilenetv3.cli import main
 from mobilenetv3.weights import hub
+from mobilenetv3.weights.errors import WeightsError
 
 
 def test_unverified_download_is_refused_before_any_network_access(tmp_path, monkeypatch):
@@ -34,3 +36,14 @@ def test_a_digest_mismatch_leaves_no_file(tmp_path, monkeypatch):
     good = hashlib.sha256(b"not the release").hexdigest()
     monkeypatch.setitem(hub.RELEASES, "v3_small_1.0", (filename, good))
     assert hub.download("v3_small_1.0", tmp_path).read_bytes() == b"not the release"
+
+
+def test_a_network_failure_is_one_clear_error(tmp_path, monkeypatch):
+    def offline(url, path):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setitem(hub.RELEASES, "v3_small_1.0", ("v3-small_224_1.0_float.tgz", "0" * 64))
+    monkeypatch.setattr(hub.urllib.request, "urlretrieve", offline)
+    with pytest.raises(WeightsError, match=r"download of https://\S+v3-small_224_1.0_float.tgz"):
+        hub.download("v3_small_1.0", tmp_path)
+    assert list(tmp_path.iterdir()) == []

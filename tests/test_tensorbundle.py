@@ -1,7 +1,7 @@
 """TF checkpoint reader: real slim checkpoints, bad inputs, Snappy, shards, tarballs.
 
 Bad-input cases write modified copies into tmp_path; the shared files are never touched.
-The small SSTable writer below is test scaffolding (the package only reads tables).
+Checkpoints are written with the independent encoder of `bundle_writer` (test scaffolding).
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import struct
 import tarfile
 from pathlib import Path
 
-import cramjam
 import google_crc32c
 import numpy as np
 import pytest
+from bundle_writer import edit, mask, synthetic, write_table
 
 from mobilenetv3.weights.archive import list_tar_members, open_checkpoint_in_tar, read_tar_member
 from mobilenetv3.weights.tensorbundle import (
     CheckpointError,
     CheckpointReader,
-    iter_proto_fields,
     iter_table,
     mask_crc,
     parse_entry,
@@ -36,92 +35,6 @@ EMA = "/ExponentialMovingAverage"
 DATA1 = "model.ckpt.data-00000-of-00001"
 
 # --------------------------------------------------------------------------- scaffolding
-
-
-def _mask(crc: int) -> int:
-    """The LevelDB crc mask, written out independently of the code under test."""
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _encode(fields: list[tuple[int, int, int | bytes]]) -> bytes:
-    """Protobuf wire encoding of (field, wire type, value) triples."""
-    out = bytearray()
-    for field, wire, value in fields:
-        out += _varint(field << 3 | wire)
-        if wire == 0:
-            out += _varint(value)  # type: ignore[arg-type]
-        elif wire == 1:
-            out += struct.pack("<Q", value)
-        elif wire == 5:
-            out += struct.pack("<I", value)
-        else:
-            out += _varint(len(value)) + value  # type: ignore[arg-type]
-    return bytes(out)
-
-
-def _edit(message: bytes, **changes: int) -> bytes:
-    """Replace varint fields (given as f<number>=value) of a message, keeping the rest."""
-    numbers = {int(k[1:]): v for k, v in changes.items()}
-    kept = [f for f in iter_proto_fields(message) if f[0] not in numbers]
-    return _encode(kept + [(n, 0, v) for n, v in numbers.items()])
-
-
-def _block(entries: list[tuple[bytes, bytes]], restart_interval: int = 16) -> bytes:
-    out = bytearray()
-    restarts: list[int] = []
-    prev = b""
-    for i, (key, value) in enumerate(entries):
-        shared = 0
-        if i % restart_interval == 0:
-            restarts.append(len(out))
-        else:
-            while shared < min(len(prev), len(key)) and prev[shared] == key[shared]:
-                shared += 1
-        out += _varint(shared) + _varint(len(key) - shared) + _varint(len(value))
-        out += key[shared:] + value
-        prev = key
-    out += b"".join(struct.pack("<I", r) for r in restarts) + struct.pack("<I", len(restarts))
-    return bytes(out)
-
-
-def _emit(out: bytearray, block: bytes, compress: bool) -> bytes:
-    """Append block + trailer; returns its BlockHandle."""
-    kind = 0
-    if compress:
-        block, kind = bytes(cramjam.snappy.compress_raw(block)), 1
-    handle = _varint(len(out)) + _varint(len(block))
-    crc = _mask(google_crc32c.value(block + bytes([kind])))
-    out += block + bytes([kind]) + struct.pack("<I", crc)
-    return handle
-
-
-def write_table(items: list[tuple[bytes, bytes]], block_size: int = 4096, compress: bool = False):
-    """A LevelDB-format SSTable of sorted (key, value) items."""
-    out = bytearray()
-    index: list[tuple[bytes, bytes]] = []
-    pending: list[tuple[bytes, bytes]] = []
-    for key, value in items:
-        pending.append((key, value))
-        if sum(len(k) + len(v) + 3 for k, v in pending) >= block_size:
-            index.append((key, _emit(out, _block(pending), compress)))
-            pending = []
-    if pending:
-        index.append((pending[-1][0], _emit(out, _block(pending), compress)))
-    meta = _emit(out, _block([]), False)
-    handles = meta + _emit(out, _block(index, restart_interval=1), compress)
-    return bytes(
-        out + handles + b"\0" * (40 - len(handles)) + struct.pack("<Q", 0xDB4775248B80FB57)
-    )
 
 
 def _ckpt(shared: Path, variant: str) -> Path:
@@ -159,7 +72,7 @@ def large(shared: Path) -> dict[str, np.ndarray]:
 
 def test_mask_roundtrip() -> None:
     for crc in (0, 1, 0xFFFFFFFF, 0x12345678, google_crc32c.value(b"foo")):
-        assert mask_crc(crc) == _mask(crc)
+        assert mask_crc(crc) == mask(crc)
         assert unmask_crc(mask_crc(crc)) == crc
 
 
@@ -326,9 +239,9 @@ def _split_in_two(shared: Path, dest: Path) -> tuple[Path, int]:
     rewritten, moved = [], 0
     for key, value in items:
         if key == b"":
-            value = _edit(value, f1=2)
+            value = edit(value, f1=2)
         elif entries[key].offset >= split:
-            value = _edit(value, f3=1, f4=entries[key].offset - split)
+            value = edit(value, f3=1, f4=entries[key].offset - split)
             moved += 1
         rewritten.append((key, value))
     dest.mkdir(parents=True, exist_ok=True)
@@ -360,23 +273,7 @@ def test_missing_shard_file(shared: Path, tmp_path: Path) -> None:
         CheckpointReader(prefix)
 
 
-def _synthetic(tensors: dict[str, tuple[int, np.ndarray]], big_endian: bool = False):
-    """(index bytes, data bytes) of a checkpoint holding the given (TF dtype enum, array)."""
-    data = bytearray()
-    items = [(b"", _encode([(1, 0, 1), (2, 0, int(big_endian)), (3, 2, _encode([(1, 0, 1)]))]))]
-    for name in sorted(tensors):
-        enum, array = tensors[name]
-        raw = array.astype(array.dtype.newbyteorder(">" if big_endian else "<")).tobytes()
-        shape = _encode([(2, 2, _encode([(1, 0, d)])) for d in array.shape])
-        fields = [(1, 0, enum), (2, 2, shape), (4, 0, len(data)), (5, 0, len(raw))]
-        fields.append((6, 5, _mask(google_crc32c.value(raw))))
-        items.append((name.encode(), _encode(fields)))
-        data += raw
-    return write_table(items, block_size=256), bytes(data)
-
-
-@pytest.mark.parametrize("big_endian", [False, True])
-def test_every_supported_dtype(big_endian: bool) -> None:
+def test_every_supported_dtype() -> None:
     rng = np.random.default_rng(1)
     cases = {
         "f32": (1, rng.standard_normal((2, 3)).astype(np.float32)),
@@ -395,9 +292,9 @@ def test_every_supported_dtype(big_endian: bool) -> None:
     }
     bf16_values = np.array([1.0, -2.5, 3.140625, 0.0], np.float32)
     cases["bf16"] = (14, (bf16_values.view(np.uint32) >> 16).astype(np.uint16))
-    index, data = _synthetic(cases, big_endian)
+    index, data = synthetic(cases)
     with CheckpointReader.from_buffers(index, {0: bytearray(data)}) as reader:
-        assert reader.header.endianness == ("big" if big_endian else "little")
+        assert reader.header.endianness == "little"
         got = reader.read_all()
         assert reader.dtype("bf16") == np.float32 and reader.dtype_name("bf16") == "bfloat16"
     for name, (_enum, expected) in cases.items():
@@ -409,7 +306,7 @@ def test_every_supported_dtype(big_endian: bool) -> None:
 
 
 def test_unsupported_dtype_names_tensor_and_dtype() -> None:
-    index, data = _synthetic(
+    index, data = synthetic(
         {"ok": (1, np.ones(3, np.float32)), "words": (7, np.zeros(4, np.uint8))}
     )
     with CheckpointReader.from_buffers(index, {0: data}) as reader:

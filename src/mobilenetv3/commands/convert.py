@@ -23,7 +23,7 @@ def run_convert(source: str | Path, output: str | Path, model_name: str | None =
     """Read any weights and write them with their variant, preprocessing and labels."""
     from mobilenetv3 import create_model
     from mobilenetv3.data.preprocess import SLIM_EVAL
-    from mobilenetv3.weights.loading import save_safetensors
+    from mobilenetv3.weights.safetensors_io import save_safetensors
 
     output = Path(output)
     if output.suffix != ".safetensors":

@@ -45,7 +45,7 @@ from mobilenetv3.train.distributed import (
 )
 from mobilenetv3.train.ema import ModelEMA
 from mobilenetv3.train.optim import base_lr, build_optimizer, build_scheduler
-from mobilenetv3.weights.loading import save_safetensors
+from mobilenetv3.weights.safetensors_io import save_safetensors
 
 
 @dataclass

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 from mobilenetv3.atomic import atomic_output
+from mobilenetv3.weights.errors import WeightsError
 
 BASE = "https://storage.googleapis.com/mobilenet_v3/checkpoints/"
 
@@ -44,10 +46,10 @@ def download(name: str, directory: Path | None = None, *, allow_unverified: bool
     """Fetch a release tarball into the cache (atomically) and check its sha256."""
     if name not in RELEASES:
         known = ", ".join(RELEASES)
-        raise ValueError(f"no official checkpoint named {name!r}; choose from {known}")
+        raise WeightsError(f"no official checkpoint named {name!r}; choose from {known}")
     filename, expected = RELEASES[name]
     if expected is None and not allow_unverified:
-        raise ValueError(
+        raise WeightsError(
             f"no verified sha256 is pinned for {filename}; rerun with --allow-unverified to "
             "download it anyway (its sha256 is printed so you can check and pin it)"
         )
@@ -56,12 +58,22 @@ def download(name: str, directory: Path | None = None, *, allow_unverified: bool
     target = directory / filename
     if not target.exists():
         with atomic_output(target) as tmp:
-            urllib.request.urlretrieve(BASE + filename, tmp)  # noqa: S310 - fixed https URL
+            _fetch(BASE + filename, tmp)
             _verify(tmp, expected)
     _verify(target, expected)
     return target
 
 
+def _fetch(url: str, path: Path) -> None:
+    try:
+        urllib.request.urlretrieve(url, path)  # noqa: S310 - fixed https URL
+    except (urllib.error.URLError, OSError) as exc:
+        raise WeightsError(f"download of {url} failed ({exc}); check the network, retry") from exc
+
+
 def _verify(path: Path, expected: str | None) -> None:
     if expected is not None and (actual := sha256_of(path)) != expected:
-        raise ValueError(f"{path.name}: sha256 {actual} does not match the pinned {expected}")
+        raise WeightsError(
+            f"{path.name}: sha256 {actual} does not match the pinned {expected}; the download "
+            "is damaged or altered, delete it and download again"
+        )

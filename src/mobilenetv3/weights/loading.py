@@ -7,10 +7,7 @@ then checks and copies it into a model, and one infers the variant from its shap
 
 from __future__ import annotations
 
-import json
 import os
-import tarfile
-from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,19 +15,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core import specs
 from mobilenetv3.core.layers import BATCH_NORM_EPS
 from mobilenetv3.core.model import MobileNet
 from mobilenetv3.core.naming import slim_names, slim_shape
+from mobilenetv3.weights.archive import (
+    list_tar_members,
+    looks_like_tar,
+    open_checkpoint_in_tar,
+    read_tar_member,
+)
+from mobilenetv3.weights.errors import WeightsError
+from mobilenetv3.weights.safetensors_io import load_safetensors
+from mobilenetv3.weights.tensorbundle import CheckpointReader
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 LOGITS = "Logits/Conv2d_1c_1x1"
-SAFETENSORS_FORMAT = "mobilenetv3"
-
-
-class WeightsError(ValueError):
-    """The weights cannot be used as asked: says what is wrong and what to do."""
+_MOVING_STATS = ("/moving_mean", "/moving_variance")
 
 
 def slim_state_shapes(state: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
@@ -112,10 +113,7 @@ def load_slim_state(
     """
     names = slim_names(model)
     target = model.state_dict()
-    pick = {
-        slim: f"{slim}{EMA_SUFFIX}" if use_ema and f"{slim}{EMA_SUFFIX}" in state else slim
-        for slim in names
-    }
+    pick = _pick_shadows(list(names), state, use_ema, source)
     missing = sorted(slim for slim, key in pick.items() if key not in state)
     if missing:
         raise WeightsError(
@@ -134,11 +132,42 @@ def load_slim_state(
                 f"{source}: {slim} has shape {tuple(array.shape)}, {model.variant.name} needs "
                 f"{expected}; the weights are of another variant"
             )
+        if not np.isfinite(array).all():
+            raise WeightsError(
+                f"{source}: {pick[slim]} holds non-finite values (NaN or inf); the weights are "
+                "damaged or diverged, use another file"
+            )
         loaded[key] = _to_torch(array, slim, target[key].shape)
     model.load_state_dict(loaded, strict=False)
     known = set(pick.values()) | set(names)
     unexpected = sorted(k for k in state if k not in known and not k.endswith(EMA_SUFFIX))
     return {"missing": [], "unexpected": unexpected, "reset": sorted(reset)}
+
+
+def _pick_shadows(
+    names: list[str], state: dict[str, np.ndarray], use_ema: bool, source: str
+) -> dict[str, str]:
+    """{slim name: the state key to load}: the EMA shadow where there is one, all or none.
+
+    Shadows are all-or-none within the trainable variables and within the BatchNorm moving
+    statistics separately (training scripts differ in whether they average the latter); a
+    checkpoint shadowing only some of either would silently mix averaged and raw values.
+    """
+    if not use_ema:
+        return {slim: slim for slim in names}
+    shadowed = {slim for slim in names if f"{slim}{EMA_SUFFIX}" in state}
+    for group in (
+        [n for n in names if not n.endswith(_MOVING_STATS)],
+        [n for n in names if n.endswith(_MOVING_STATS)],
+    ):
+        lacking = [n for n in group if n not in shadowed and n in state]
+        if shadowed & set(group) and lacking:
+            raise WeightsError(
+                f"{source} holds EMA shadows ({EMA_SUFFIX}) for some variables but not for "
+                f"{len(lacking)}, e.g. {lacking[:3]}; it is damaged, or load its raw variables "
+                "with use_ema=False (--no-ema)"
+            )
+    return {slim: f"{slim}{EMA_SUFFIX}" if slim in shadowed else slim for slim in names}
 
 
 def _classifier_to_reset(model: MobileNet, state: dict, pick: dict[str, str]) -> set[str]:
@@ -180,14 +209,20 @@ def fold_identity_batch_norm(model: MobileNet, state: dict[str, np.ndarray]) -> 
 # -- sources ------------------------------------------------------------------------------------
 
 
-def read_slim_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Any supported file -> (slim state, metadata such as preprocessing and labels)."""
+def read_slim_state(
+    path: str | os.PathLike, *, use_ema: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Any supported file -> (slim state, metadata such as preprocessing and labels).
+
+    `use_ema` only chooses among the checkpoints of a release tarball (its `ema/` one or its
+    `pristine/` raw variables); shadows inside one checkpoint are chosen in `load_slim_state`.
+    """
     path = Path(path)
     suffixes = "".join(path.suffixes[-2:]).lower()
     if path.suffix.lower() == ".tflite":
         return tflite_slim_state(path.read_bytes(), str(path)), {"format": "tflite"}
-    if suffixes.endswith((".tgz", ".tar.gz")) or (path.is_file() and tarfile.is_tarfile(path)):
-        return _tar_slim_state(path)
+    if suffixes.endswith((".tgz", ".tar.gz")) or (path.is_file() and looks_like_tar(path)):
+        return _tar_slim_state(path, use_ema)
     if path.suffix.lower() == ".safetensors":
         raise WeightsError("internal: safetensors files are loaded by load_safetensors")
     if path.suffix.lower() in (".onnx", ".pt2"):
@@ -197,22 +232,14 @@ def read_slim_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
             "in its engine (`mobilenetv3 evaluate DATA --weights FILE --engine onnxruntime` "
             "for .onnx, `--engine torch` for .pt2; `mobilenetv3.quantize.int8_runner`)"
         )
-    from mobilenetv3.weights.tensorbundle import CheckpointReader
-
     with CheckpointReader(path) as reader:
         return reader.read_all(), {"format": "tf_checkpoint"}
 
 
-def _tar_slim_state(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from mobilenetv3.weights.archive import (
-        list_tar_members,
-        open_checkpoint_in_tar,
-        read_tar_member,
-    )
-
+def _tar_slim_state(path: Path, use_ema: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     members = list_tar_members(path)
     if any(m.endswith(".index") for m in members):
-        with open_checkpoint_in_tar(path) as reader:
+        with open_checkpoint_in_tar(path, use_ema=use_ema) as reader:
             return reader.read_all(), {"format": "tf_checkpoint"}
     if any(m.endswith(".tflite") for m in members):
         data = read_tar_member(path, ".tflite")
@@ -264,7 +291,7 @@ def load_pretrained(
         raise WeightsError(f"weights not found: {path}")
     if path.suffix.lower() == ".safetensors":
         return load_safetensors(path, name, num_classes=num_classes, dropout=dropout)
-    state, meta = read_slim_state(path)
+    state, meta = read_slim_state(path, use_ema=use_ema)
     variant = infer_variant(slim_state_shapes(state))
     if name is not None:
         asked = specs.parse_variant(name, depth_multiplier)
@@ -283,58 +310,3 @@ def load_pretrained(
 def _stored_classes(state: dict[str, np.ndarray]) -> int | None:
     logits = [v for k, v in state.items() if k.endswith(f"{LOGITS}/biases")]
     return int(logits[0].shape[-1]) if logits else None
-
-
-# -- safetensors ---------------------------------------------------------------------------------
-
-
-def save_safetensors(model: MobileNet, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Weights + variant (+ preprocessing, labels in `extra`) in one file, written atomically."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    meta = {
-        "format": SAFETENSORS_FORMAT,
-        "variant": json.dumps(asdict(model.variant)),
-        "num_classes": str(model.num_classes),
-    }
-    meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_output(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-    return path
-
-
-def safetensors_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise WeightsError(f"{path} is not a readable safetensors file ({exc})") from exc
-    if raw.get("format") != SAFETENSORS_FORMAT:
-        raise WeightsError(f"{path} was not written by mobilenetv3 (no variant in its metadata)")
-    return {k: (v if k == "format" else json.loads(v)) for k, v in raw.items()}
-
-
-def load_safetensors(
-    path: Path, name: str | None = None, *, num_classes: int = 1001, dropout: float | None = None
-) -> MobileNet:
-    from safetensors.torch import load_file
-
-    meta = safetensors_metadata(path)
-    variant = specs.Variant(**meta["variant"])
-    if name is not None and specs.parse_variant(name) != variant:
-        raise WeightsError(f"{path} holds {variant.name} weights, not {name}")
-    stored = int(meta["num_classes"])
-    model = MobileNet(variant, num_classes=stored, dropout=dropout)
-    state = load_file(str(path))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise WeightsError(f"{path}: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    if num_classes not in (1001, stored):
-        model.reset_classifier(num_classes)
-    model.pretrained_info = {"source": str(path), "format": "safetensors", **meta}
-    return model.eval()
-
