@@ -6,12 +6,14 @@ import argparse
 import os
 from pathlib import Path
 
+from mobilenetv3.commands._common import weights_arg
+
 HELP = "train or fine-tune a model on an ImageFolder dataset (torchrun for several processes)"
 
 # flag -> config key, for the flags that take a value
 VALUE_FLAGS: dict[str, tuple[str, type]] = {
     "--model": ("model", str),
-    "--weights": ("weights", str),
+    "--weights": ("weights", weights_arg),
     "--data": ("data", str),
     "--val-data": ("val_data", str),
     "--output": ("output", str),
