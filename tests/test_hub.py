@@ -107,8 +107,8 @@ def test_an_absent_release_names_the_download_command(home, capsys):
         mobilenetv3.create_model("v3_large_0.5", pretrained=True)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["predict", "x.jpg", "--weights", "v3_small_1.0"])
-    err = capsys.readouterr().err.splitlines()[-1]
-    assert err.endswith("run `mobilenetv3 download v3_small_1.0`")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run `mobilenetv3 download v3_small_1.0`" in err
 
 
 def test_a_bad_download_is_discarded_and_a_good_one_cached(home, monkeypatch):
