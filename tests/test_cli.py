@@ -137,15 +137,7 @@ def test_ctrl_c_in_evaluate_keeps_the_partial_result(shared, six_photos, tmp_pat
     real = _common.engine_runner
 
     def interrupted_on_third_batch(args, model, batch):
-        runner, calls = real(args, model, batch), []
-
-        def run(images):
-            calls.append(len(images))
-            if len(calls) == 3:
-                raise KeyboardInterrupt
-            return runner(images)
-
-        return run
+        return _CtrlCOnThirdCall(real(args, model, batch))
 
     monkeypatch.setattr(evaluate_command, "engine_runner", interrupted_on_third_batch)
     out = tmp_path / "partial.json"
@@ -175,3 +167,16 @@ def test_predict_skips_bad_images_in_any_engine(shared, tmp_path, capsys):
         cat = document["results"][0]["top_k"]
         assert cat[0]["name"] in {"Egyptian cat", "tabby, tabby cat", "tiger cat"}, engine
         assert sum(entry["probability"] for entry in cat) <= 1.001
+
+
+class _CtrlCOnThirdCall:
+    """A runner the user interrupts (Ctrl-C) during its third batch."""
+
+    def __init__(self, runner) -> None:
+        self.runner, self.kind, self.output, self.calls = runner, runner.kind, runner.output, 0
+
+    def __call__(self, images):
+        self.calls += 1
+        if self.calls == 3:
+            raise KeyboardInterrupt
+        return self.runner(images)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 ENGINES = ("torch", "torch_compile", "onnxruntime", "litert")
 SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "pt2": ".pt2"}  # --format -> file extension
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def positive_int(text: str) -> int:
@@ -118,12 +120,22 @@ def check_suffix(path: str, file_format: str) -> None:
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", default="torch", choices=ENGINES,
-                        help="what runs the model")  # fmt: skip
+    parser.add_argument("--engine", default="auto", choices=("auto", *ENGINES),
+                        help="what runs the model; auto: the fastest installed for the file "
+                             "that agrees with torch (see README)")  # fmt: skip
+    parser.add_argument("--device", default="auto", type=device_arg,
+                        help="where torch runs: auto (a GPU if there is one), cpu, cuda, "
+                             "cuda:N")  # fmt: skip
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="engine threads (default: half the cores; decoding uses the rest)")
     parser.add_argument("--workers", type=nonnegative_int, default=2,
                         help="decoding threads (0: decode in the main thread)")  # fmt: skip
+
+
+def device_arg(value: str) -> str:
+    if not DEVICE.match(value):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+    return value
 
 
 def load_for_engine(args: argparse.Namespace):  # -> MobileNet | quantize.Int8Model
@@ -136,17 +148,27 @@ def load_for_engine(args: argparse.Namespace):  # -> MobileNet | quantize.Int8Mo
 
 
 def engine_runner(args: argparse.Namespace, model, batch: int):  # -> engines.Runner
-    """The model in `args.engine` (torch: the BN-folded deployment graph); LiteRT runs a
-    .tflite as it is, int8 .onnx/.pt2 files run as they are."""
+    """The model in `args.engine` on `args.device` (torch: the BN-folded deployment graph);
+    LiteRT runs a .tflite as it is, int8 .onnx/.pt2 files run as they are."""
     from mobilenetv3.quantize import int8_runner, runs_only_in_engine
+    from mobilenetv3.runtime.auto import auto_runner, resolve_device, torch_runner
     from mobilenetv3.runtime.engines import make_runner
     from mobilenetv3.runtime.evaluate import model_preprocess
 
     weights, size = args.weights, tuple(model_preprocess(model).image_size)
     threads = args.threads or max(1, (os.cpu_count() or 2) // 2)
+    device = resolve_device(args.device)
+    if args.engine == "auto":
+        return auto_runner(model, weights, threads=threads, batch_size=batch, image_size=size,
+                           device=device)  # fmt: skip
     if weights is not None and runs_only_in_engine(weights):
         return int8_runner(weights, args.engine, threads=threads, batch_size=batch,
                            image_size=size)  # fmt: skip
+    if args.engine == "torch":
+        return torch_runner(model, device, threads, size)
+    if device.type != "cpu":
+        raise ValueError(f"--engine {args.engine} runs on the CPU: give --device cpu, or "
+                         "--engine torch (or auto) for the GPU")  # fmt: skip
     source = weights if args.engine == "litert" and str(weights).endswith(".tflite") else model
     return make_runner(args.engine, source, threads=threads, batch_size=batch, image_size=size)
 

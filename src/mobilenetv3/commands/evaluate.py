@@ -46,13 +46,15 @@ def run(args: argparse.Namespace) -> int:
                       preprocess=model_preprocess(model), labels=labels,
                       batch_size=args.batch_size, workers=args.workers,
                       skip_bad=args.skip_bad)  # fmt: skip
-    result |= {"model": model.variant.name, "weights": args.weights, "engine": args.engine,
+    engine = runner.kind + (" (auto)" if args.engine == "auto" else "")
+    result |= {"model": model.variant.name, "weights": args.weights, "engine": runner.kind,
+               "engine_chosen_by": "auto" if args.engine == "auto" else "user",
                "data": args.data}  # fmt: skip
     report = sys.stderr if args.json == "-" else sys.stdout  # stdout carries the JSON then
     if result["partial"]:
         print(f"interrupted after {result['images']} images (results below are partial)",
               file=sys.stderr)  # fmt: skip
-    print(f"{model.variant.name} on {args.data} via {args.engine}: top1 {result['top1']:.2f}  "
+    print(f"{model.variant.name} on {args.data} via {engine}: top1 {result['top1']:.2f}  "
           f"top5 {result['top5']:.2f}  ({result['images']} images, "
           f"{result['images_per_s']:.1f} img/s)", file=report)  # fmt: skip
     for bad in result["skipped"]:

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     for bad in skipped:
         print(f"skipped {bad['path']}: {bad['error']}", file=sys.stderr)
     if args.json:
-        document = {"model": model.variant.name, "weights": args.weights, "engine": args.engine,
+        document = {"model": model.variant.name, "weights": args.weights, "engine": runner.kind,
                     "results": results, "skipped": skipped}  # fmt: skip
         if args.json == "-":
             print(json.dumps(document, indent=2))
