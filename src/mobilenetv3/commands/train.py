@@ -55,6 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "one: slim_original, finetune_modern (flags override it)")  # fmt: skip
     for flag, (key, kind, text) in VALUE_FLAGS.items():
         add_option(parser, flag, old=OLD_SPELLINGS.get(flag, ()), dest=key, type=kind,
+                   metavar=flag[2:].upper().replace("-", "_"),
                    help=_with_default(text, getattr(defaults, key)))  # fmt: skip
     parser.add_argument("--image-size", action=ImageSize,
                         help=_with_default("training crop N (square)", defaults.image_size))
