@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
+import mobilenetv3
 from mobilenetv3.cli import main
 from mobilenetv3.commands.convert import run_convert
 from mobilenetv3.runtime import auto
@@ -75,6 +78,16 @@ def test_device_must_exist(float_small, capsys):
     assert auto.resolve_device("cpu").type == "cpu"
     with pytest.raises(ValueError, match="CUDA device"):
         auto.resolve_device("cuda:99")
+
+
+def test_the_gpu_runner_computes_what_the_model_does():
+    """DeviceRunner (torch on --device cuda) checked on the CPU device: the same graph."""
+    model = mobilenetv3.create_model("v3_small_0.35").eval()
+    images = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    runner = auto.DeviceRunner(model, torch.device("cpu"), (96, 96))
+    with torch.inference_mode():
+        expected = model(images).numpy()
+    np.testing.assert_allclose(runner(images.numpy()), expected, atol=1e-5, rtol=0)
 
 
 class _Shifted:

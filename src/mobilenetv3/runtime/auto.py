@@ -97,12 +97,10 @@ class DeviceRunner(Runner):
 
     def __init__(self, model: torch.nn.Module, device: torch.device,
                  image_size: tuple[int, int]) -> None:  # fmt: skip
-        from mobilenetv3.export.onnx import export_graph
-
         super().__init__(threads=1)
         self.device = device
-        graph = export_graph(model, tuple(image_size))
-        self.model = graph.eval().to(device, memory_format=torch.channels_last)
+        cpu = TorchRunner(model, 1, image_size)  # builds the deployment graph
+        self.model = cpu.model.to(device, memory_format=torch.channels_last)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
