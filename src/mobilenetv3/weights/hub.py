@@ -166,7 +166,7 @@ def _fetch(url: str, part: Path) -> None:
         reason = getattr(exc, "reason", exc)
         raise OSError(
             f"could not download {url}: {reason} (offline? the URL must be reachable, or put "
-            "the file in the cache folder by hand)"
+            f"the file into {part.parent} by hand)"
         ) from None
     with response:
         resumed = response.status == 206  # else the server sent the whole file again
