@@ -61,7 +61,8 @@ def test_every_numeric_flag_rejects_zero_and_negatives_in_one_line(capsys):
         for flag, action in _options(parser, hidden=True):
             if action.type not in CHECKED_TYPES and not isinstance(action, _common.ImageSize):
                 continue
-            bad = ["-1"] if flag in ZERO_ALLOWED else ["-1", "0"]
+            bad = ["-1", "x"] if flag in ZERO_ALLOWED else ["-1", "0", "x"]
+            bad += ["nan", "inf"] if action.type is _common.positive_float else []
             assert (flag in ZERO_ALLOWED) == (action.type is _common.nonnegative_int), flag
             for value in bad:
                 with pytest.raises(SystemExit) as exit_info:

@@ -4,6 +4,7 @@ size, counts, JSON output), and building the model a user named."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -34,7 +35,7 @@ def _number(text: str, kind: type, low: float, wanted: str, strict: bool = False
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-    if value < low or (strict and value == low):
+    if not math.isfinite(value) or value < low or (strict and value == low):
         raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
     return value
 
