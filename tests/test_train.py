@@ -142,7 +142,7 @@ def test_finetune_animal_vs_object(tmp_path: Path, shared: Path, processes: int)
     args = _finetune_args(tmp_path, shared)
     done = cli(*args, "--output", str(tmp_path / "run"), torchrun=processes if processes > 1 else 0)
     assert done.returncode == 0, done.stderr[-2000:]
-    accuracy = float(done.stdout.split("val accuracy ")[1].split()[0])
+    accuracy = float(done.stdout.split("val top1 ")[1].split()[0]) / 100
     print(f"fine-tune accuracy ({processes} process(es)): {accuracy:.3f}")
     assert accuracy >= 0.90
     model = create_model(weights=tmp_path / "run" / "model.safetensors")

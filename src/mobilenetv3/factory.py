@@ -20,6 +20,7 @@ def create_model(
     num_classes: int = 1001,
     depth_multiplier: float | None = None,
     weights: Any = None,
+    pretrained: bool = False,
     features_only: bool = False,
     endpoints: list[str] | None = None,
     int8: bool = False,
@@ -29,11 +30,15 @@ def create_model(
     with `depth_multiplier=`), optionally loading `weights` (a TF checkpoint, release `.tgz`,
     `.tflite` or `.safetensors`; with `name=None` the variant is read from the weights).
 
+    `pretrained=True` loads the official release `name` (`mobilenetv3.weights.hub.RELEASES`)
+    from the cache, verified; it never downloads (`mobilenetv3 download NAME` does).
     `overrides`: `dropout`, `finegrain_classification_mode`, `min_depth`, `divisible_by`.
     `features_only=True` returns a backbone whose forward gives the slim endpoints by name.
     `int8=True` (a uint8 .tflite, or a .tgz holding one) returns the integer reference path:
     the file's quantized graph run as LiteRT's reference kernels run it (`quantized.py`).
     """
+    if pretrained:
+        name, weights = _release(name, weights)
     if int8:
         return _int8_module(weights)
     if weights is not None:
@@ -48,6 +53,17 @@ def create_model(
         model = build(name, num_classes=num_classes, depth_multiplier=depth_multiplier,
                       **overrides)  # fmt: skip
     return FeatureExtractor(model, endpoints) if features_only or endpoints else model
+
+
+def _release(name: str | None, weights: Any) -> tuple[str, Any]:
+    """(variant, cached file) of the official release `name`."""
+    from mobilenetv3.weights import hub
+
+    if weights is not None:
+        raise ValueError("give pretrained=True (an official release by name) or weights=, "
+                         "not both")  # fmt: skip
+    entry = hub.release(str(name))
+    return entry.variant, hub.cached(str(name))
 
 
 def build(name: str, *, num_classes: int = 1001, depth_multiplier: float | None = None,

@@ -1,15 +1,177 @@
-"""What several commands share: building the model a user named, writing JSON atomically."""
+"""What several commands share: one spelling and one type per idea (weights, engine, image
+size, counts, JSON output), and building the model a user named."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import sys
+from pathlib import Path
+from typing import Any
+
+ENGINES = ("torch", "torch_compile", "onnxruntime", "litert")
+SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "pt2": ".pt2"}  # --format -> file extension
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def positive_int(text: str) -> int:
+    """A count: 1 or more."""
+    return _number(text, int, 1, "a whole number >= 1")
+
+
+def nonnegative_int(text: str) -> int:
+    """A count where 0 means none (workers in-process, no warm-up, checkpoint only per epoch)."""
+    return _number(text, int, 0, "a whole number >= 0")
+
+
+def positive_float(text: str) -> float:
+    return _number(text, float, 0.0, "a number > 0", strict=True)
+
+
+def _number(text: str, kind: type, low: float, wanted: str, strict: bool = False) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
+    return value
+
+
+class ImageSize(argparse.Action):
+    """`--image-size N` (square) or `--image-size H W`, stored as (H, W)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("metavar", "N")
+        super().__init__(option_strings, dest, nargs="+", type=positive_int, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        if len(values) > 2:
+            parser.error(f"{option_string} takes N or H W, got {len(values)} values")
+        setattr(namespace, self.dest, (values[0], values[-1]))
+
+
+def add_option(parser: argparse.ArgumentParser, flag: str, *, old: tuple[str, ...] = (),
+               **kwargs: Any) -> argparse.Action:  # fmt: skip
+    """`flag`, plus its earlier spellings `old`: still accepted for one release, not shown."""
+    action = parser.add_argument(flag, **kwargs)
+    hidden = {**kwargs, "dest": action.dest, "help": argparse.SUPPRESS,
+              "default": argparse.SUPPRESS, "required": False}  # fmt: skip
+    for spelling in old:
+        parser.add_argument(spelling, **hidden)
+    return action
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, weights_required: bool) -> None:
-    parser.add_argument("--weights", required=weights_required,
-                        help="TF checkpoint, release .tgz, .tflite or .safetensors")  # fmt: skip
+    parser.add_argument("--weights", required=weights_required, type=weights_arg,
+                        help="TF checkpoint, release .tgz, .tflite, .safetensors, or the name "
+                             "of a downloaded official release (e.g. v3_large_1.0)")  # fmt: skip
     parser.add_argument("--model", help="variant name (default: read from the weights)")
+
+
+def add_image_size(parser: argparse.ArgumentParser, default: tuple[int, int] | None) -> None:
+    parser.add_argument("--image-size", action=ImageSize, default=default,
+                        help="input size: N for N x N, or H W")  # fmt: skip
+
+
+def add_json_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", nargs="?", const="-", type=json_path, metavar="PATH",
+                        help="write the results as JSON to PATH (atomically), or to stdout "
+                             "when no PATH is given")  # fmt: skip
+
+
+def weights_arg(value: str) -> str:
+    """A weights file as given, or the verified cached file of an official release name."""
+    from mobilenetv3.weights import hub
+
+    if value not in hub.RELEASES or Path(value).exists():
+        return value
+    try:
+        return str(hub.cached(value))
+    except (FileNotFoundError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def json_path(value: str) -> str:
+    if value == "-":
+        return value
+    if not value.endswith(".json"):
+        raise argparse.ArgumentTypeError(f"{value}: a JSON output file must end in .json")
+    return writable_path(value)
+
+
+def writable_path(value: str) -> str:
+    """Checked before any work: the file's folder (its nearest existing one) must be writable."""
+    folder = Path(value).absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {value}: {folder} is not a writable folder")
+    return value
+
+
+def check_suffix(path: str, file_format: str) -> None:
+    """An output's extension must say what it holds (`q.tflite` is never an ONNX file)."""
+    wanted = SUFFIXES[file_format]
+    if Path(path).suffix.lower() != wanted:
+        raise ValueError(f"--output {path}: --format {file_format} writes a {wanted} file; "
+                         f"give the output that extension")  # fmt: skip
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", default="auto", choices=("auto", *ENGINES),
+                        help="what runs the model; auto: the fastest installed for the file "
+                             "that agrees with torch (see README)")  # fmt: skip
+    parser.add_argument("--device", default="auto", type=device_arg,
+                        help="where torch runs: auto (a GPU if there is one), cpu, cuda, "
+                             "cuda:N")  # fmt: skip
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="engine threads (default: half the cores; decoding uses the rest)")
+    parser.add_argument("--workers", type=nonnegative_int, default=2,
+                        help="decoding threads (0: decode in the main thread)")  # fmt: skip
+
+
+def device_arg(value: str) -> str:
+    if not DEVICE.match(value):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+    return value
+
+
+def load_for_engine(args: argparse.Namespace):  # -> MobileNet | quantize.Int8Model
+    """The model named by the arguments; an int8 .onnx/.pt2 loads as the file it is."""
+    from mobilenetv3.quantize import load_int8, runs_only_in_engine
+
+    if args.weights is not None and runs_only_in_engine(args.weights):
+        return load_int8(args.weights)
+    return load_model(args)
+
+
+def engine_runner(args: argparse.Namespace, model, batch: int):  # -> engines.Runner
+    """The model in `args.engine` on `args.device` (torch: the BN-folded deployment graph);
+    LiteRT runs a .tflite as it is, int8 .onnx/.pt2 files run as they are."""
+    from mobilenetv3.quantize import int8_runner, runs_only_in_engine
+    from mobilenetv3.runtime.auto import auto_runner, resolve_device, torch_runner
+    from mobilenetv3.runtime.engines import make_runner
+    from mobilenetv3.runtime.evaluate import model_preprocess
+
+    weights, size = args.weights, tuple(model_preprocess(model).image_size)
+    threads = args.threads or max(1, (os.cpu_count() or 2) // 2)
+    device = resolve_device(args.device)
+    if args.engine == "auto":
+        return auto_runner(model, weights, threads=threads, batch_size=batch, image_size=size,
+                           device=device)  # fmt: skip
+    if weights is not None and runs_only_in_engine(weights):
+        return int8_runner(weights, args.engine, threads=threads, batch_size=batch,
+                           image_size=size)  # fmt: skip
+    if args.engine == "torch":
+        return torch_runner(model, device, threads, size)
+    if device.type != "cpu":
+        raise ValueError(f"--engine {args.engine} runs on the CPU: give --device cpu, or "
+                         "--engine torch (or auto) for the GPU")  # fmt: skip
+    source = weights if args.engine == "litert" and str(weights).endswith(".tflite") else model
+    return make_runner(args.engine, source, threads=threads, batch_size=batch, image_size=size)
 
 
 def load_model(args: argparse.Namespace):  # -> MobileNet

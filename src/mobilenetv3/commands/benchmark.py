@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import argparse
 
-from mobilenetv3.commands._common import add_model_arguments
+from mobilenetv3.commands._common import (
+    ENGINES,
+    add_image_size,
+    add_model_arguments,
+    add_option,
+    nonnegative_int,
+    positive_int,
+)
 
 HELP = "CPU latency of one model on each inference engine (median, p90, ratio to fastest)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, weights_required=False)
-    parser.add_argument("--engines", nargs="+", default=["torch", "onnxruntime", "litert"],
-                        help="of torch, torch_compile (adds a one-off compile), onnxruntime, "
-                             "litert")
-    parser.add_argument("--threads", nargs="+", type=int, default=[1],
-                        help="thread counts to time, e.g. 1 2")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--image-size", nargs=2, type=int, default=(224, 224), metavar=("H", "W"))
-    parser.add_argument("--iters", type=int, default=30, help="timed runs per engine")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")  # fmt: skip
+    add_option(parser, "--engine", old=("--engines",), nargs="+", choices=ENGINES,
+               default=["torch", "onnxruntime", "litert"],
+               help="engines to time (torch_compile adds a one-off compile)")  # fmt: skip
+    parser.add_argument("--threads", nargs="+", type=positive_int, default=[1],
+                        help="thread counts to time, e.g. 1 2")  # fmt: skip
+    parser.add_argument("--batch-size", type=positive_int, default=1,
+                        help="images per timed call")  # fmt: skip
+    add_image_size(parser, (224, 224))
+    parser.add_argument("--iters", type=positive_int, default=30, help="timed runs per engine")
+    parser.add_argument("--warmup", type=nonnegative_int, default=5, help="untimed runs first")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from mobilenetv3.runtime.engines import benchmark, format_table
 
     model = load_model(args)
-    rows = benchmark(model, args.engines, threads=args.threads, batch_size=args.batch_size,
-                     image_size=tuple(args.image_size), warmup=args.warmup,
+    rows = benchmark(model, args.engine, threads=args.threads, batch_size=args.batch_size,
+                     image_size=args.image_size, warmup=args.warmup,
                      iters=args.iters)  # fmt: skip
     name = model.variant.name
     print(format_table([{"model": name, **row} for row in rows]))

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mobilenetv3.commands._common import weights_arg, writable_path
+
 HELP = "convert a TF checkpoint, release .tgz or .tflite into a .safetensors file"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "source", help="checkpoint prefix/.index/folder, .tgz, .tflite or .safetensors"
-    )
-    parser.add_argument("output", help="the .safetensors file to write (atomically)")
+    parser.add_argument("source", type=weights_arg,
+                        help="checkpoint prefix/.index/folder, .tgz, .tflite, .safetensors or "
+                             "a downloaded official release's name")  # fmt: skip
+    parser.add_argument("output", type=writable_path,
+                        help="the .safetensors file to write (atomically)")  # fmt: skip
     parser.add_argument("--model", help="variant name, checked against the weights")
     parser.add_argument("--no-ema", action="store_true",
                         help="load the raw variables instead of the EMA shadows")  # fmt: skip

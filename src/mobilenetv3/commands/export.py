@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from mobilenetv3.commands._common import add_model_arguments
+from mobilenetv3.commands._common import (
+    SUFFIXES,
+    add_image_size,
+    add_model_arguments,
+    check_suffix,
+    writable_path,
+)
 
 HELP = "export to ONNX, float TFLite or torch.export (.pt2), checked against PyTorch"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, weights_required=False)
-    parser.add_argument("--format", required=True, choices=("onnx", "tflite", "pt2"))
-    parser.add_argument("--output", required=True, help="file to write (atomically)")
-    parser.add_argument("--image-size", nargs=2, type=int, default=(224, 224),
-                        metavar=("H", "W"), help="input height and width (default 224 224)")
+    parser.add_argument("--format", required=True, choices=tuple(SUFFIXES),
+                        help="ONNX, float TFLite or torch.export program")  # fmt: skip
+    parser.add_argument("--output", required=True, type=writable_path,
+                        help="file to write (atomically), ending in .onnx, .tflite or .pt2")
+    add_image_size(parser, (224, 224))
     parser.add_argument("--dynamic-batch", action="store_true",
                         help="leave the batch dimension free (ONNX, pt2; TFLite input signature)")
     parser.add_argument("--softmax", action="store_true", help="output probabilities, not logits")
@@ -26,10 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from mobilenetv3.commands._common import load_model
     from mobilenetv3.export import export, randomize
 
+    check_suffix(args.output, args.format)
     model = load_model(args)
     if args.weights is None:
         randomize(model)  # non-trivial BatchNorm, so the check below means something
-    result = export(model, args.output, args.format, image_size=tuple(args.image_size),
+    result = export(model, args.output, args.format, image_size=args.image_size,
                     dynamic_batch=args.dynamic_batch, softmax=args.softmax,
                     check=not args.no_check)  # fmt: skip
     print(f"wrote {result}")

@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import sys
 from pathlib import Path
 
-from mobilenetv3.commands._common import add_model_arguments, load_model
+from mobilenetv3.atomic import write_json
+from mobilenetv3.commands._common import (
+    add_engine_arguments,
+    add_json_output,
+    add_model_arguments,
+    engine_runner,
+    load_for_engine,
+    positive_int,
+)
 
 HELP = "classify images (files, folders or globs): top-k class names and probabilities"
 
@@ -15,9 +24,13 @@ HELP = "classify images (files, folders or globs): top-k class names and probabi
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     add_model_arguments(parser, weights_required=True)
-    parser.add_argument("--topk", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--topk", type=positive_int, default=5, help="classes shown per image")
+    parser.add_argument("--batch-size", type=positive_int, default=32,
+                        help="images per engine call")  # fmt: skip
+    add_engine_arguments(parser)
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="report and skip unreadable images instead of stopping")  # fmt: skip
+    add_json_output(parser)
     parser.add_argument("--include-background", action="store_true",
                         help="let slim's class 0 (background) be shown")  # fmt: skip
 
@@ -42,38 +55,56 @@ def expand_images(items: list[str]) -> list[Path]:
     return paths
 
 
-def predict(model, paths: list[Path], topk: int = 5, batch_size: int = 32,
-            include_background: bool = False) -> list[dict]:  # fmt: skip
+def predict(runner, paths: list[Path], *, preprocess, labels: list[str], topk: int = 5,
+            batch_size: int = 32, workers: int = 2, skip_bad: bool = False,
+            include_background: bool = False) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """(top-k of each readable image, the skipped ones); a progress bar past a few batches."""
     import torch
+    from tqdm import tqdm
 
+    from mobilenetv3.data.datasets import ImageDataset, make_loader
     from mobilenetv3.data.labels import top_k
-    from mobilenetv3.data.preprocess import load_image, preprocess_image
-    from mobilenetv3.runtime.evaluate import model_labels, model_preprocess
 
-    preprocess, labels = model_preprocess(model), model_labels(model)
-    results = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        batch = torch.stack([preprocess_image(load_image(p), preprocess) for p in chunk])
-        with torch.inference_mode():
-            probabilities = model(batch).softmax(dim=1)
-        for path, row in zip(chunk, probabilities, strict=True):
+    dataset = ImageDataset([(path, 0) for path in paths], preprocess, skip_bad)
+    loader = make_loader(dataset, batch_size, workers)
+    results, skipped = [], []
+    for batch in tqdm(loader, desc="predict", unit="batch", disable=len(loader) < 3):
+        skipped += [{"path": bad.path, "error": bad.error} for bad in batch.skipped]
+        if not len(batch.indices):
+            continue
+        scores = torch.as_tensor(runner(batch.images.numpy()))
+        probabilities = scores if runner.output == "probabilities" else scores.softmax(dim=1)
+        for index, row in zip(batch.indices.tolist(), probabilities, strict=True):
             best = top_k(row, topk, labels, include_background=include_background)
-            results.append({"path": str(path), "top_k": [
-                {"index": i, "name": name, "probability": p} for i, name, p in best
+            results.append({"path": str(paths[index]), "top_k": [
+                {"index": i, "name": name, "probability": round(p, 4)} for i, name, p in best
             ]})  # fmt: skip
-    return results
+    return results, skipped
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args)
+    from mobilenetv3.runtime.evaluate import model_labels, model_preprocess
+
     paths = expand_images(args.images)
-    results = predict(model, paths, args.topk, args.batch_size, args.include_background)
+    model = load_for_engine(args)
+    runner = engine_runner(args, model, args.batch_size)
+    results, skipped = predict(runner, paths, preprocess=model_preprocess(model),
+                               labels=model_labels(model), topk=args.topk,
+                               batch_size=args.batch_size, workers=args.workers,
+                               skip_bad=args.skip_bad,
+                               include_background=args.include_background)  # fmt: skip
+    for bad in skipped:
+        print(f"skipped {bad['path']}: {bad['error']}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"model": model.variant.name, "results": results}, indent=2))
+        document = {"model": model.variant.name, "weights": args.weights, "engine": runner.kind,
+                    "results": results, "skipped": skipped}  # fmt: skip
+        if args.json == "-":
+            print(json.dumps(document, indent=2))
+        else:
+            write_json(args.json, document)
         return 0
     for result in results:
         print(result["path"])
         for rank, entry in enumerate(result["top_k"], 1):
-            print(f"  {rank}. {entry['probability']:6.1%}  {entry['name']}  ({entry['index']})")
+            print(f"  {rank}. {entry['probability']:6.2%}  {entry['name']}  ({entry['index']})")
     return 0

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from mobilenetv3.commands._common import add_model_arguments
-from mobilenetv3.quantize import FORMATS, METHODS
-from mobilenetv3.quantize.calibration import SUBSETS
+from mobilenetv3.commands._common import (
+    add_model_arguments,
+    check_suffix,
+    positive_int,
+    writable_path,
+)
 
 HELP = ("int8 post-training quantization calibrated on real photos (ONNX Runtime .onnx, "
         "torch .pt2, LiteRT .tflite)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from mobilenetv3.quantize import FORMATS, METHODS  # torch: only when this command runs
+    from mobilenetv3.quantize.calibration import SUBSETS
+
     add_model_arguments(parser, weights_required=True)
     parser.add_argument("--calibration", required=True, metavar="DIR",
                         help="folder of calibration photos (keep them out of evaluation)")
-    parser.add_argument("--num-images", type=int, default=500,
-                        help="calibration photos used, spread over the folder (default 500)")
+    parser.add_argument("--num-images", type=positive_int, default=500,
+                        help="calibration photos used, spread over the folder")  # fmt: skip
     parser.add_argument("--subset", choices=SUBSETS, default="all",
                         help="odd/even: only photos of odd/even class index (labelled folders), "
                              "so the other half stays unseen for evaluation")  # fmt: skip
@@ -30,15 +36,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "learned: the "
                              "ranges of the 8-bit .tflite given as --weights (learned by its "
                              "QAT; the default for such weights)")  # fmt: skip
-    parser.add_argument("--output", required=True, help="int8 file to write (atomically)")
+    parser.add_argument("--output", required=True, type=writable_path,
+                        help="int8 file to write (atomically), its extension the format's")
 
 
 def run(args: argparse.Namespace) -> int:
     from mobilenetv3.commands._common import load_model
     from mobilenetv3.quantize import default_method, quantize_folder
 
-    if args.num_images is not None and args.num_images < 1:
-        raise ValueError("--num-images must be positive")
+    check_suffix(args.output, args.format)
     model = load_model(args)
     method = args.method or default_method(model, args.format)
     path = quantize_folder(model, args.calibration, args.output, args.format,

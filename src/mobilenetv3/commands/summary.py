@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mobilenetv3.commands._common import add_image_size, add_option
+
 HELP = "table of all variants: parameters, MACs at a size, and the README's published figures"
 
 # The seed README's checkpoint table (TF-slim nets/mobilenet/README.md): MACs (M), params (M),
@@ -20,8 +22,9 @@ README_TABLE = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image-size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"))
-    parser.add_argument("--models", nargs="*", help="variants to list (default: all named ones)")
+    add_image_size(parser, (224, 224))
+    add_option(parser, "--model", old=("--models",), nargs="+",
+               help="variants to list (default: all named ones)")  # fmt: skip
 
 
 def summary_rows(models: list[str], image_size: tuple[int, int]) -> list[dict]:
@@ -66,6 +69,6 @@ def format_table(rows: list[dict], image_size: tuple[int, int]) -> str:
 def run(args: argparse.Namespace) -> int:
     from mobilenetv3 import list_models
 
-    size = tuple(args.image_size)
-    print(format_table(summary_rows(args.models or list_models(), size), size))
+    size = args.image_size
+    print(format_table(summary_rows(args.model or list_models(), size), size))
     return 0

@@ -4,50 +4,87 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from mobilenetv3.commands._common import (
+    ImageSize,
+    add_option,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    weights_arg,
+    writable_path,
+)
 
 HELP = "train or fine-tune a model on an ImageFolder dataset (torchrun for several processes)"
 
-# flag -> config key, for the flags that take a value
-VALUE_FLAGS: dict[str, tuple[str, type]] = {
-    "--model": ("model", str),
-    "--weights": ("weights", str),
-    "--data": ("data", str),
-    "--val-data": ("val_data", str),
-    "--output": ("output", str),
-    "--num-classes": ("num_classes", int),
-    "--epochs": ("epochs", int),
-    "--batch-size": ("batch_size", int),
-    "--max-steps": ("max_steps", int),
-    "--checkpoint-every": ("checkpoint_every", int),
-    "--seed": ("seed", int),
-    "--lr": ("lr", float),
-    "--image-size": ("image_size", int),
-    "--num-workers": ("num_workers", int),
-    "--amp": ("amp", str),
+# flag -> (config key, type, help) for the flags that take a value; a flag overrides --config,
+# which overrides the defaults of `train.config.TrainConfig` (shown in --help)
+VALUE_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "--model": ("model", str, "variant name (default: read from --weights)"),
+    "--weights": ("weights", weights_arg,
+                  "weights to start from: a file or a downloaded official release's name"),
+    "--data": ("data", str, "training images: an ImageFolder (one sub-folder per class)"),
+    "--val-data": ("val_data", str, "validation ImageFolder, evaluated after each epoch"),
+    "--output": ("output", writable_path, "run folder: config, checkpoints, model.safetensors"),
+    "--num-classes": ("num_classes", positive_int, "classes (default: the class folders)"),
+    "--epochs": ("epochs", positive_int, "passes over --data"),
+    "--batch-size": ("batch_size", positive_int, "images per step and process"),
+    "--max-steps": ("max_steps", positive_int, "stop after this many steps"),
+    "--checkpoint-every": ("checkpoint_every", nonnegative_int,
+                           "steps between checkpoints (0: at each epoch end only)"),
+    "--seed": ("seed", nonnegative_int, "random seed"),
+    "--lr": ("lr", positive_float, "learning rate for a global batch of lr_reference_batch"),
+    "--workers": ("num_workers", nonnegative_int, "data loading processes (0: in this one)"),
+}  # fmt: skip
+OLD_SPELLINGS = {"--workers": ("--num-workers",)}
+SWITCHES = {
+    "--freeze-backbone": ("freeze_backbone", "train only the classifier"),
+    "--sync-bn": ("sync_bn", "synchronise BatchNorm statistics across processes"),
+    "--qat": ("qat", "quantization-aware fine-tuning; ends with model_int8.pt2"),
 }
-SWITCHES = {"--freeze-backbone": "freeze_backbone", "--sync-bn": "sync_bn", "--qat": "qat"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from mobilenetv3.train.config import AMP, TrainConfig
+
+    defaults = TrainConfig()
     parser.add_argument("--config", help="YAML/TOML file with every hyperparameter, or a bundled "
                         "one: slim_original, finetune_modern (flags override it)")  # fmt: skip
-    for flag, (key, kind) in VALUE_FLAGS.items():
-        parser.add_argument(flag, dest=key, type=kind, default=None)
-    for flag, key in SWITCHES.items():
-        parser.add_argument(flag, dest=key, action="store_true", default=None)
+    for flag, (key, kind, text) in VALUE_FLAGS.items():
+        add_option(parser, flag, old=OLD_SPELLINGS.get(flag, ()), dest=key, type=kind,
+                   metavar=flag[2:].upper().replace("-", "_"),
+                   help=_with_default(text, getattr(defaults, key)))  # fmt: skip
+    parser.add_argument("--image-size", action=ImageSize,
+                        help=_with_default("training crop N (square)", defaults.image_size))
+    parser.add_argument("--amp", choices=AMP, help=_with_default("autocast", defaults.amp))
+    for flag, (key, text) in SWITCHES.items():
+        parser.add_argument(flag, dest=key, action="store_true", default=None, help=text)
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                         help="continue the run in --output (or from CHECKPOINT)")  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any other config key (value parsed as YAML), repeatable")  # fmt: skip
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                        help="no progress bar")  # fmt: skip
+
+
+def _with_default(text: str, default: Any) -> str:
+    return text if default is None else f"{text} (default: {default}, unless --config sets it)"
 
 
 def _overrides(args: argparse.Namespace) -> dict:
     import yaml
 
-    keys = [key for key, _ in VALUE_FLAGS.values()] + list(SWITCHES.values()) + ["progress"]
-    values = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+    keys = [key for key, *_ in VALUE_FLAGS.values()] + [key for key, _ in SWITCHES.values()]
+    values = {key: getattr(args, key) for key in [*keys, "amp", "progress"]
+              if getattr(args, key) is not None}  # fmt: skip
+    if args.image_size is not None:
+        height, width = args.image_size
+        if height != width:
+            raise ValueError(f"train crops squares: --image-size {height} {width} must be one N")
+        values["image_size"] = height
     for item in args.set:
         key, sep, text = item.partition("=")
         if not sep:
@@ -81,6 +118,6 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0
     if result.metrics.get("val_accuracy") is not None:
-        print(f"val accuracy {result.metrics['val_accuracy']:.4f}")
+        print(f"val top1 {100 * result.metrics['val_accuracy']:.2f}")
     print(f"step {result.step}: wrote {result.model_path}")
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -43,6 +45,10 @@ def build_layers(variant: specs.Variant) -> tuple[list[nn.Module], int]:
     return modules, channels
 
 
+LABEL_SETS = {1001: "imagenet: 0 = background, then the 1000 ImageNet classes (slim)",
+              1000: "imagenet: the 1000 ImageNet classes"}  # fmt: skip
+
+
 class MobileNet(nn.Module):
     """A TF-slim MobileNet: input NCHW float in [-1, 1], output logits [N, num_classes].
 
@@ -63,6 +69,33 @@ class MobileNet(nn.Module):
         self.dropout = nn.Dropout(variant.spec.dropout if dropout is None else dropout)
         self.reset_classifier(num_classes)
         self._init_weights()
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """What the weights expect of an input, and what the outputs mean (timm's name):
+        `mobilenetv3.preprocessing(model)` builds the transform from it."""
+        from mobilenetv3.data.preprocess import SLIM_EVAL, Preprocess  # a leaf: no cycle
+
+        info = getattr(self, "pretrained_info", {})
+        stored = info.get("preprocess")
+        preprocess = Preprocess.from_dict(stored) if stored else SLIM_EVAL
+        if info.get("labels"):
+            label_set = "stored with the weights"
+        else:
+            label_set = LABEL_SETS.get(self.num_classes, "class indices")
+        return {
+            "input_size": (3, *preprocess.image_size),
+            "crop": preprocess.kind,
+            "crop_pct": preprocess.central_fraction,
+            "interpolation": preprocess.resize,
+            "mean": preprocess.mean,
+            "std": preprocess.std,
+            "input_range": "mean/std applied to pixels scaled to [0, 1]",
+            "num_classes": self.num_classes,
+            "label_set": label_set,
+            "source": info.get("source"),
+            "preprocess": preprocess.to_dict(),
+        }
 
     @property
     def layer_names(self) -> list[str]:

@@ -205,7 +205,7 @@ def load_image(path: str | Path) -> Image.Image:
     Pixels are decoded exactly (no JPEG `draft()` downscaling), as slim evaluation needs.
     """
     path = Path(path)
-    hint = "check or re-download the file, or remove it from the dataset (or use skip_bad)"
+    hint = "check or re-download the file, or pass --skip-bad (skip_bad=True in Python) to skip it"
     try:
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file (0 bytes); {hint}")

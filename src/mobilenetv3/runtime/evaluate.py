@@ -60,17 +60,23 @@ def evaluate(
     """top-1/top-5 in percent, per-class accuracy and the most frequent confusions."""
     loader = make_loader(ImageDataset(samples, preprocess, skip_bad), batch_size, workers)
     predictions, targets, skipped = [], [], []
-    start = time.perf_counter()
-    for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
-        skipped += [{"path": bad.path, "error": bad.error} for bad in batch.skipped]
-        if len(batch.labels):
-            scores = torch.as_tensor(np.asarray(forward(batch.images)))
-            predictions.append(scores.topk(min(5, scores.shape[1]), dim=1).indices)
-            targets.append(batch.labels)
+    start, interrupted = time.perf_counter(), False
+    try:
+        for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+            skipped += [{"path": bad.path, "error": bad.error} for bad in batch.skipped]
+            if len(batch.labels):
+                scores = torch.as_tensor(np.asarray(forward(batch.images)))
+                predictions.append(scores.topk(min(5, scores.shape[1]), dim=1).indices)
+                targets.append(batch.labels)
+    except KeyboardInterrupt:  # Ctrl-C: the images done so far, marked partial
+        if not predictions:
+            raise
+        interrupted = True
     seconds = time.perf_counter() - start
     if not predictions:
         raise ValueError("no image could be evaluated (all were skipped as unreadable)")
-    return summarize(torch.cat(predictions), torch.cat(targets), labels, skipped, seconds)
+    result = summarize(torch.cat(predictions), torch.cat(targets), labels, skipped, seconds)
+    return result | {"partial": interrupted}
 
 
 def summarize(
@@ -92,16 +98,21 @@ def summarize(
     )
     n = len(targets)
     return {
-        "top1": 100.0 * hit1.float().mean().item(),
-        "top5": 100.0 * hit5.float().mean().item(),
+        "top1": _percent(hit1.float().mean().item()),
+        "top5": _percent(hit5.float().mean().item()),
         "images": n,
         "skipped": skipped,
         "seconds": seconds,
         "images_per_s": n / seconds if seconds else None,
-        "per_class_top1": {k: 100.0 * sum(v) / len(v) for k, v in sorted(per_class.items())},
+        "per_class_top1": {k: _percent(sum(v) / len(v)) for k, v in sorted(per_class.items())},
         "top_confusions": [
             {"true": t, "predicted": p, "count": c} for (t, p), c in confusions.most_common(10)
         ],
         "predictions": top5[:, 0].tolist(),
         "targets": targets.tolist(),
     }
+
+
+def _percent(fraction: float) -> float:
+    """Percent rounded to two decimals, the precision every output shows."""
+    return round(100.0 * fraction, 2)

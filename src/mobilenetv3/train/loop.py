@@ -304,7 +304,8 @@ class Trainer:
         bar, tick, tick_step = self._progress(), time.perf_counter(), self.step
         for images, labels in self._loader():
             self.train_step(images, labels)
-            if bar is not None:
+            if bar is not None:  # the epoch's running mean loss on this process
+                bar.set_postfix(loss=f"{self.meters[0] / max(self.meters[2], 1):.4f}")
                 bar.update(1)
             if self.c.log_every and self.step % self.c.log_every == 0:
                 self._log_interval(time.perf_counter() - tick, self.step - tick_step)

@@ -1,0 +1,108 @@
+"""`--engine auto` and `--device`: which engine runs a model, and where torch runs it.
+
+auto takes the fastest engine installed for the file and its precision, measured (issue 17:
+batch 1, 1 thread, Large 1.0, a 2-core EPYC; time relative to ONNX Runtime): ONNX Runtime 1.0,
+LiteRT 1.05, torch.compile 1.7, torch eager 2.3. So float models run in ONNX Runtime, then
+LiteRT, then torch; an 8-bit .tflite in LiteRT (its int8 graph, the file as it is); an int8
+.onnx/.pt2 in the one engine that runs it; anything on a GPU in torch. A float engine is kept
+only if its output on a probe batch is within `TOLERANCE` of torch's, else the next is tried.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mobilenetv3.runtime.engines import Runner, TorchRunner, make_runner
+
+FLOAT_ORDER = ("onnxruntime", "litert", "torch")
+MODULE_OF = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert"}
+TOLERANCE = 1e-4  # max abs difference from torch's output (logits, or probabilities)
+
+
+def installed(engine: str) -> bool:
+    module = MODULE_OF.get(engine)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def resolve_device(text: str) -> torch.device:
+    """`auto` (a GPU where there is one), `cpu`, `cuda` or `cuda:N`; an absent GPU is an error."""
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(text)
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and (device.index or 0) >= count:
+        raise ValueError(f"--device {text}: this machine has {count} CUDA device(s); use "
+                         "--device cpu (or auto)")  # fmt: skip
+    return device
+
+
+def float_candidates(device: torch.device) -> tuple[str, ...]:
+    """Engines auto tries for a float model, fastest first (torch alone on a GPU)."""
+    return tuple(e for e in FLOAT_ORDER if installed(e)) if device.type == "cpu" else ("torch",)
+
+
+def auto_runner(model: Any, weights: str | None, *, threads: int, batch_size: int,
+                image_size: tuple[int, int], device: torch.device) -> Runner:  # fmt: skip
+    """An int8 file in its engine; a float model in the fastest engine agreeing with torch."""
+    from mobilenetv3.quantize import int8_runner
+    from mobilenetv3.quantize.files import ENGINE_OF, is_quantized_file
+
+    options = {"threads": threads, "batch_size": batch_size, "image_size": image_size}
+    if weights is not None and is_quantized_file(weights):
+        engine = ENGINE_OF[Path(weights).suffix.lower()][0]
+        if installed(engine):
+            return int8_runner(weights, engine, **options)
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(f"{weights} runs only in {engine}, which is not installed")
+        # an 8-bit .tflite without LiteRT: torch runs its dequantized weights
+    for engine in float_candidates(device):
+        if engine == "torch":
+            return torch_runner(model, device, threads, image_size)
+        runner = make_runner(engine, model, **options)
+        if (difference := probe_difference(runner, model, image_size)) <= TOLERANCE:
+            return runner
+        print(f"auto: {engine} differs from torch by {difference:.1e} (> {TOLERANCE}); "
+              "trying the next engine", file=sys.stderr)  # fmt: skip
+    raise AssertionError("unreachable: torch is always a candidate")
+
+
+def probe_difference(runner: Runner, model: torch.nn.Module, image_size: tuple[int, int]) -> float:
+    """Max abs difference from torch on a fixed random batch in [-1, 1]."""
+    generator = torch.Generator().manual_seed(0)
+    probe = (torch.rand(2, 3, *image_size, generator=generator) * 2 - 1).numpy()
+    with torch.inference_mode():
+        reference = model.eval()(torch.from_numpy(probe))
+    if runner.output == "probabilities":
+        reference = reference.softmax(dim=1)
+    return float(np.abs(runner(probe) - reference.numpy()).max())
+
+
+def torch_runner(model: torch.nn.Module, device: torch.device, threads: int,
+                 image_size: tuple[int, int]) -> Runner:  # fmt: skip
+    if device.type == "cpu":
+        return TorchRunner(model, threads, image_size)
+    return DeviceRunner(model, device, image_size)
+
+
+class DeviceRunner(Runner):
+    """torch on a GPU: the deployment graph (BatchNorm folded) in channels_last, float32."""
+
+    kind = "torch"
+
+    def __init__(self, model: torch.nn.Module, device: torch.device,
+                 image_size: tuple[int, int]) -> None:  # fmt: skip
+        super().__init__(threads=1)
+        self.device = device
+        cpu = TorchRunner(model, 1, image_size)  # builds the deployment graph
+        self.model = cpu.model.to(device, memory_format=torch.channels_last)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
+        with torch.inference_mode():
+            return self.model(batch.contiguous(memory_format=torch.channels_last)).cpu().numpy()
