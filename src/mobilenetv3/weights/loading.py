@@ -8,6 +8,7 @@ then checks and copies it into a model, and one infers the variant from its shap
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -262,18 +263,32 @@ def tflite_slim_state(data: bytes, source: str) -> dict[str, np.ndarray]:
         kernel = tfl.dequantized(weights.index).transpose(1, 2, 3, 0)  # OHWI / 1HWC -> HWIO / HWC1
         name = "depthwise_weights" if op.opcode == "DEPTHWISE_CONV_2D" else "weights"
         state[f"{scope}/{name}"] = kernel
-        state[f"{scope}/biases"] = tfl.dequantized(bias.index)
+        state[f"{scope}/biases"] = tfl.dequantized(bias.index) - _folded_gate_offset(op, scope)
     if not state:
         raise WeightsError(f"{source}: no convolution weights found")
     return state
 
 
+# The op names below a slim layer's scope in a conv weight's tensor name: the official files'
+# `weights_quant/...`, or, in TF's converter output, `Conv2D`, `depthwise` or the folded BatchNorm.
+_OP_PART = re.compile(r"^(weights|depthwise_weights)|^(Conv2D|depthwise|BatchNorm)$")
+
+
 def _scope_of(tensor_name: str) -> str:
-    """'MobilenetV3/expanded_conv_3/expand/weights_quant/FakeQuant...' -> '.../expand'."""
-    parts = tensor_name.split("/")
-    cut = next((i for i, p in enumerate(parts) if p.startswith(("weights", "depthwise_weights"))),
-               len(parts) - 1)  # fmt: skip
+    """The slim scope of a conv weight tensor in either naming: official
+    'MobilenetV3/expanded_conv_3/expand/weights_quant/FakeQuant...', or TF's converter
+    'MobilenetV3/expanded_conv/depthwise/BatchNorm/FusedBatchNormV3;...' (';'-joined names of
+    the folded ops, the first one the layer's own) -> '.../expand', '.../depthwise'."""
+    parts = tensor_name.split(";")[0].split("/")
+    cut = max((i for i, p in enumerate(parts) if _OP_PART.match(p)), default=len(parts) - 1)
     return "/".join(parts[:cut])
+
+
+def _folded_gate_offset(op: Any, scope: str) -> float:
+    """3.0 where TF's converter folded the squeeze-excite gate's `+3` into the excite conv's bias
+    (a fused RELU6, then MUL 0.16667); the official files keep a separate ADD, as the model does."""
+    excite = scope.endswith("squeeze_excite/Conv_1")
+    return 3.0 if excite and op.options.get("fused_activation_function") == "RELU6" else 0.0
 
 
 def load_pretrained(
