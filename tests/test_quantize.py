@@ -9,6 +9,7 @@ import pytest
 import mobilenetv3
 from mobilenetv3.cli import main
 from mobilenetv3.data.datasets import list_samples
+from mobilenetv3.export import export_runner
 from mobilenetv3.quantize import (
     MIN_IMAGES,
     CalibrationError,
@@ -61,7 +62,7 @@ def top1(runner, images: np.ndarray, labels: np.ndarray) -> float:
 
 def test_onnx_int8_keeps_float_accuracy(shared, small, split, int8_onnx):
     _, images, labels = split
-    float_acc = top1(make_runner("onnxruntime", small, threads=2), images, labels)
+    float_acc = top1(export_runner("onnxruntime", small, threads=2), images, labels)
     int8_acc = top1(int8_runner(int8_onnx, threads=2), images, labels)
     official = top1(make_runner("litert", shared / "pretrained" / SMALL, threads=2), images, labels)
     print(f"float {float_acc:.1f}  int8 {int8_acc:.1f}  official uint8 {official:.1f}")
@@ -245,7 +246,7 @@ def test_learned_int8_tflite_matches_the_official_file(split, learned):
     runs = {"int8": make_runner("litert", path, threads=2),
             "official": make_runner("litert", official_path, threads=2),
             "official builtin": LiteRTRunner(official_path, threads=2, xnnpack=False),
-            "float": make_runner("onnxruntime", model, threads=2)}  # fmt: skip
+            "float": export_runner("onnxruntime", model, threads=2)}  # fmt: skip
     preds = {k: _predict(r, images) for k, r in runs.items()}
     acc = {k: 100.0 * float((p == labels).mean()) for k, p in preds.items()}
     agree = {k: 100.0 * float((p == preds["official"]).mean()) for k, p in preds.items()}

@@ -30,8 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def engine_forward(engine: str, model, weights: str | None, threads: int | None, batch: int):
     """A forward function for the chosen engine (torch: the BN-folded deployment graph);
     LiteRT runs a .tflite as it is."""
+    from mobilenetv3.export import export_runner
     from mobilenetv3.quantize import int8_forward, runs_only_in_engine
-    from mobilenetv3.runtime.engines import make_runner
 
     if weights is not None and runs_only_in_engine(weights):  # an int8 .onnx/.pt2 as it is
         return int8_forward(engine, weights, threads, batch, model_image_size(model))
@@ -39,7 +39,7 @@ def engine_forward(engine: str, model, weights: str | None, threads: int | None,
     source = weights if engine == "litert" and str(weights).endswith(".tflite") else model
     size = model_image_size(model)
     threads = threads or max(1, (os.cpu_count() or 2) // 2)
-    runner = make_runner(engine, source, threads=threads, batch_size=batch, image_size=size)
+    runner = export_runner(engine, source, threads=threads, batch_size=batch, image_size=size)
     return lambda images: runner(images.numpy())
 
 
