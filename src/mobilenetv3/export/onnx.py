@@ -21,7 +21,7 @@ from torch import nn
 
 from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core.deploy import deploy_graph
-from mobilenetv3.export import ExportResult, example_input, max_abs_diff, reference_output
+from mobilenetv3.export.check import ExportResult, example_input, max_abs_diff, reference_output
 from mobilenetv3.runtime.engines import make_runner
 
 OPSET = 17

@@ -104,7 +104,7 @@ def quantize_onnx_file(
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from mobilenetv3.export import atomic_output
+    from mobilenetv3.atomic import atomic_output
 
     # images are cut into whole batches so the strided (chunked) collection divides evenly
     usable = len(images) // BATCH * BATCH

@@ -44,7 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mobilenetv3.export import ExportResult, atomic_output, max_abs_diff, reference_output
+from mobilenetv3.atomic import atomic_output
+from mobilenetv3.export.check import ExportResult, max_abs_diff, reference_output
 from mobilenetv3.tflite.reader import TFLiteModel
 from mobilenetv3.tflite.writer import Graph, Quantization, _Op, _Tensor, build_graph, serialize
 from mobilenetv3.weights.archive import list_tar_members, read_tar_member

@@ -27,15 +27,10 @@ import tflite
 import torch
 from torch import nn
 
+from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core import layers
-from mobilenetv3.export import (
-    ExportResult,
-    atomic_output,
-    example_input,
-    fold_batch_norm,
-    max_abs_diff,
-    reference_output,
-)
+from mobilenetv3.core.deploy import fold_batch_norm
+from mobilenetv3.export.check import ExportResult, example_input, max_abs_diff, reference_output
 
 ALIGNMENT = 16  # constant buffers aligned as the TF converter aligns them
 _FUSED = {nn.ReLU: ("RELU", "Relu"), nn.ReLU6: ("RELU6", "Relu6")}
