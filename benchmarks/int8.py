@@ -27,13 +27,18 @@ from typing import Any
 import numpy as np  # (does not start torch's thread pool)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, new_figure, save_figure, write_json  # sets OMP_WAIT_POLICY first
+from _common import (  # sets OMP_WAIT_POLICY first
+    RESULTS,
+    new_figure,
+    save_figure,
+    shared_dir,
+    write_json,
+)
 
 import mobilenetv3
 from mobilenetv3.data.datasets import list_samples
 from mobilenetv3.quantize import int8_runner, load_batch, quantize_model, split_samples
 from mobilenetv3.quantize.tflite_int8 import LEARNED, default_method
-from mobilenetv3.reference import shared_dir
 from mobilenetv3.runtime.engines import LiteRTRunner, Runner, make_runner
 from mobilenetv3.runtime.latency import time_runners
 

@@ -32,6 +32,7 @@ from _common import (  # before anything imports torch: sets OMP_WAIT_POLICY
     new_figure,
     published_top1,
     save_figure,
+    shared_dir,
     write_json,
 )
 
@@ -68,8 +69,6 @@ def run_latency(models: list[str], engines: list[str], threads: list[int], *, wa
 
 def official_rows(threads: list[int], *, batch: int, warmup: int, iters: int) -> list[dict]:
     """The anchor: the official uint8 files in LiteRT (XNNPACK), same inputs and threads."""
-    from mobilenetv3.reference import shared_dir
-
     shared = shared_dir()
     if shared is None:
         return []
