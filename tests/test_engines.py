@@ -10,7 +10,7 @@ import torch
 
 import mobilenetv3
 from mobilenetv3.export import example_input, export_pt2, export_runner, randomize
-from mobilenetv3.runtime.engines import KINDS, make_runner
+from mobilenetv3.runtime.engines import KINDS, make_runner, quantize_input
 
 SIZE = (64, 64)
 
@@ -96,3 +96,12 @@ def test_pt2_runs_in_the_torch_engines(tmp_path: Path, tiny: torch.nn.Module,
     path = export_pt2(tiny, tmp_path / "m.pt2", image_size=SIZE, dynamic_batch=True).path
     runner = make_runner("torch", path, threads=1)
     np.testing.assert_allclose(runner(x), logits, atol=1e-4)
+
+
+def test_input_quantization_rounds_halves_away_from_zero() -> None:
+    """LiteRT's QUANTIZE rounds with std::round (halves away from zero), which the int8
+    interpreter test checks against LiteRT; the engines once rounded halves to even, so a
+    pixel on a tie got a different code than LiteRT's own QUANTIZE would give it."""
+    ties = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5], np.float32)
+    assert quantize_input(ties, 1.0, 128, np.uint8).tolist() == [129, 130, 131, 127, 126, 125]
+    assert quantize_input(np.array([300.0, -300.0]), 1.0, 0, np.int8).tolist() == [127, -128]

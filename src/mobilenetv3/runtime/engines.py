@@ -165,13 +165,20 @@ class LiteRTRunner(Runner):
         return _dequantize(self.interpreter.get_tensor(self.out["index"]), self.out)
 
 
+def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype: type) -> np.ndarray:
+    """Float input as a quantized file's codes (real = (q - zero_point) * scale), as LiteRT's
+    QUANTIZE does it: float32 division, halves rounded away from zero (std::round), clamped."""
+    v = np.asarray(x, np.float32) / np.float32(scale)
+    q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + zero_point
+    info = np.iinfo(dtype)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
 def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    """Float input into a quantized file's input type (real = (q - zero_point) * scale)."""
     if detail["dtype"] == np.float32:
         return x
     scale, zero = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
+    return quantize_input(x, scale, zero, detail["dtype"])
 
 
 def _dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
