@@ -15,10 +15,10 @@ from mobilenetv3.quantize import (
     CalibrationError,
     Int8FileError,
     calibration_paths,
+    int8_model_info,
     int8_runner,
     is_quantized_file,
     load_batch,
-    load_int8,
     quantize_model,
     split_samples,
 )
@@ -102,7 +102,7 @@ def test_evaluate_command_runs_int8_onnx(shared, int8_onnx, tmp_path, capsys):
     assert main(["evaluate", str(photos), "--weights", str(int8_onnx),
                  "--engine", "onnxruntime", "--workers", "1"]) == 0  # fmt: skip
     assert "v3_small_1.0_int8" in capsys.readouterr().out
-    assert load_int8(int8_onnx).num_classes == 1001
+    assert int8_model_info(int8_onnx).num_classes == 1001
 
 
 def test_int8_file_where_float_is_expected_is_a_clear_error(int8_onnx):
@@ -138,7 +138,7 @@ def test_torch_pt2_int8_keeps_float_accuracy(small, split, int8_pt2):
     float model's less 1 point (the SE gate as hardsigmoid with fixed qparams and full-range
     activations; x86's defaults lost 14 points here)."""
     _, images, labels = split
-    assert is_quantized_file(int8_pt2) and load_int8(int8_pt2).name == "v3_small_1.0_int8"
+    assert is_quantized_file(int8_pt2) and int8_model_info(int8_pt2).name == "v3_small_1.0_int8"
     float_acc = top1(make_runner("torch", small, threads=2), images, labels)
     int8_acc = top1(int8_runner(int8_pt2, "torch", threads=2), images, labels)
     print(f"float {float_acc:.1f}  torch int8 {int8_acc:.1f}")

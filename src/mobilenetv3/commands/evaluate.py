@@ -51,11 +51,11 @@ def model_image_size(model) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from mobilenetv3.data.datasets import list_samples
-    from mobilenetv3.quantize import load_int8, runs_only_in_engine
+    from mobilenetv3.quantize import int8_model_info, runs_only_in_engine
     from mobilenetv3.runtime.evaluate import evaluate, model_labels, model_preprocess
 
     int8 = args.weights is not None and runs_only_in_engine(args.weights)
-    model = load_int8(args.weights) if int8 else load_model(args)
+    model = int8_model_info(args.weights) if int8 else load_model(args)
     labels = model_labels(model)
     samples = list_samples(args.data, labels=labels, num_classes=model.num_classes)
     samples = samples[: args.limit] if args.limit else samples

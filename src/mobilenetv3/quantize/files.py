@@ -101,7 +101,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return {}
 
 
-def load_int8(path: str | os.PathLike) -> Int8Model:
+def int8_model_info(path: str | os.PathLike) -> Int8Model:
     """The `Int8Model` for an int8 file (variant and preprocessing from its note)."""
     path = Path(path)
     if not path.is_file():

@@ -129,7 +129,7 @@ def quantize_onnx_file(
 
 
 def _add_note(model, note: dict) -> None:
-    """Store the JSON note `files.load_int8` reads (variant, classes, calibration)."""
+    """Store the JSON note `files.int8_model_info` reads (variant, classes, calibration)."""
     import json
 
     from mobilenetv3.quantize.files import METADATA_KEY

@@ -169,7 +169,7 @@ def quantize_graph_module(model: nn.Module, images: np.ndarray,
 
 def save_program(module: nn.Module, output: str | os.PathLike, example: torch.Tensor,
                  note: dict) -> Path:  # fmt: skip
-    """Export with a free batch dimension; save with the JSON note `files.load_int8` reads."""
+    """Export with a free batch dimension; save with the JSON note `files.int8_model_info` reads."""
     from mobilenetv3.quantize.files import METADATA_KEY
 
     batch = {"x": {0: torch.export.Dim("batch", min=1, max=1024)}}
