@@ -13,7 +13,8 @@
 - `onnxruntime`: ONNX Runtime, CPU execution provider, `threads` intra-op threads.
 - `litert`: the LiteRT interpreter (XNNPACK delegate by default) with `num_threads=threads`.
   Takes our float export or an official .tflite; uint8 files get the input quantized with the
-  file's scale/zero point and the output dequantized. Input is transposed to NHWC inside.
+  file's scale/zero point (`quantize_input`: halves away from zero, as LiteRT's QUANTIZE)
+  and the output dequantized. Input is transposed to NHWC inside.
 
 `model_or_path` is a path: `.onnx` for onnxruntime, `.tflite` for litert, a `.pt2` program
 (float or int8: `ExportedProgramRunner`) or any weights file `create_model` reads for the torch
