@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: published top-1 figures, the results folder, chart style.
+"""What the benchmark scripts share: published top-1 figures, the results folder, chart style,
+and where the reference data lives (`shared_dir`, from tests/shared_data.py).
 
 Published figures are labelled with their source and never mixed with measured ones.
 """
@@ -7,8 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from shared_data import ENV_VAR, shared_dir  # noqa: F401  (the one locator of ../shared)
 
 # torch's OpenMP pool spin-waits between ops by default; on a shared machine (other processes
 # on the same cores) that made 2-thread eager 2-5x slower than 1 thread (measured here:
@@ -35,8 +40,6 @@ def published_top1() -> dict[str, dict[str, Any]]:
 
     The README's 0.75 rows are the finegrain models; they are keyed by that name.
     """
-    from mobilenetv3.reference import shared_dir
-
     out = {name: {"top1": top1, "source": "MobileNetV2 slim README"}
            for name, top1 in _V2_PUBLISHED.items()}  # fmt: skip
     shared = shared_dir()

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mobilenetv3.reference import ENV_VAR, shared_dir
+from _common import ENV_VAR, shared_dir
+
 from mobilenetv3.weights.archive import open_checkpoint_in_tar
 from mobilenetv3.weights.tensorbundle import read_checkpoint
 

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _common import shared_dir
 from PIL import Image
 
 from mobilenetv3.data.datasets import ImageDataset, list_samples, make_loader
 from mobilenetv3.data.preprocess import SLIM_EVAL, TIMM_IMAGENET, load_image, preprocess_image
-from mobilenetv3.reference import shared_dir
 
 RESULTS = Path(__file__).resolve().parent / "results" / "decode.json"
 

@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 import torch
-from _common import RESULTS, write_json
+from _common import RESULTS, shared_dir, write_json
 
 from mobilenetv3 import create_model
 from mobilenetv3.data.datasets import list_samples
 from mobilenetv3.data.preprocess import load_image, preprocess_image
-from mobilenetv3.reference import shared_dir
 from mobilenetv3.runtime.engines import make_runner
 from mobilenetv3.runtime.evaluate import evaluate, model_preprocess
 

@@ -9,7 +9,7 @@ in LiteRT (XNNPACK, and builtin kernels only: their rounding differs, which boun
 two int8 runs of one network can be) and our int8 TFLite with the file's learned ranges.
 Top-1 and agreement with the official file: all 1000 sample photos in two folds (calibrate on
 the odd-label half, evaluate the even-label half, and back), so no photo is evaluated by a
-model calibrated on it. Engines are timed round-robin (`engines.time_runners`) so they
+model calibrated on it. Engines are timed round-robin (`latency.time_runners`) so they
 share the load.
 
 Run: `.venv/bin/python benchmarks/int8.py [--weights W] [--quick] [--inductor]`; writes
@@ -27,14 +27,20 @@ from typing import Any
 import numpy as np  # (does not start torch's thread pool)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, new_figure, save_figure, write_json  # sets OMP_WAIT_POLICY first
+from _common import (  # sets OMP_WAIT_POLICY first
+    RESULTS,
+    new_figure,
+    save_figure,
+    shared_dir,
+    write_json,
+)
 
 import mobilenetv3
 from mobilenetv3.data.datasets import list_samples
 from mobilenetv3.quantize import int8_runner, load_batch, quantize_model, split_samples
 from mobilenetv3.quantize.tflite_int8 import LEARNED, default_method
-from mobilenetv3.reference import shared_dir
-from mobilenetv3.runtime.engines import LiteRTRunner, Runner, make_runner, time_runners
+from mobilenetv3.runtime.engines import LiteRTRunner, Runner, make_runner
+from mobilenetv3.runtime.latency import time_runners
 
 OFFICIAL = "v3-small_224_1.0_uint8.tflite"
 

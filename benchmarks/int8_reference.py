@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import shared_dir
 from PIL import Image
 from tqdm import tqdm
 
-from mobilenetv3.reference import shared_dir
 from mobilenetv3.tflite.interpreter import QuantizedTFLiteModule
 
 FILES = ["v3-small_224_1.0_uint8.tflite", "v3-large-minimalistic_224_1.0_uint8.tflite"]

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,14 @@ from _common import (  # before anything imports torch: sets OMP_WAIT_POLICY
     new_figure,
     published_top1,
     save_figure,
+    shared_dir,
     write_json,
 )
 
 import mobilenetv3
-from mobilenetv3.runtime.engines import KINDS, benchmark, format_table
+from mobilenetv3.export import engine_sources
+from mobilenetv3.runtime.engines import KINDS
+from mobilenetv3.runtime.latency import benchmark, format_table
 
 MULTIPLIERS = ("0.35", "0.5", "0.75", "1.0")
 # The released models with published top-1 are finegrain (last layer kept wide) at V3 0.75
@@ -54,8 +58,10 @@ def run_latency(models: list[str], engines: list[str], threads: list[int], *, wa
     for name in models:
         model = mobilenetv3.create_model(name).eval()
         chosen = [e for e in engines if e != "torch_compile" or name in compile_models]
-        for row in benchmark(model, chosen, threads=threads, warmup=warmup, iters=iters):
-            rows.append({"model": name, **row})
+        with tempfile.TemporaryDirectory(prefix="mobilenetv3-bench-") as tmp:
+            sources = engine_sources(model, chosen, Path(tmp), (224, 224))
+            for row in benchmark(sources, threads=threads, warmup=warmup, iters=iters):
+                rows.append({"model": name, **row})
         print(f"  measured {name}", flush=True)
     rows += official_rows(threads, batch=1, warmup=warmup, iters=iters)
     return rows
@@ -63,15 +69,13 @@ def run_latency(models: list[str], engines: list[str], threads: list[int], *, wa
 
 def official_rows(threads: list[int], *, batch: int, warmup: int, iters: int) -> list[dict]:
     """The anchor: the official uint8 files in LiteRT (XNNPACK), same inputs and threads."""
-    from mobilenetv3.reference import shared_dir
-
     shared = shared_dir()
     if shared is None:
         return []
     rows = []
     for filename, (variant, _) in OFFICIAL_UINT8.items():
         path = shared / "pretrained" / filename
-        for row in benchmark(path, ["litert"], threads=threads, batch_size=batch, warmup=warmup,
+        for row in benchmark({"litert": path}, threads=threads, batch_size=batch, warmup=warmup,
                              iters=iters):  # fmt: skip
             rows.append({"model": f"{variant} (official uint8)", **row, "engine": "litert uint8"})
     return rows
@@ -84,9 +88,11 @@ def run_throughput(models: list[str], engines: list[str], threads: int, *, iters
     for name in models:
         model = mobilenetv3.create_model(name).eval()
         chosen = [e for e in engines if e != "torch_compile" or name in compile_models]
-        for row in benchmark(model, chosen, threads=[threads], batch_size=32, warmup=2,
-                             iters=iters):  # fmt: skip
-            rows.append({"model": name, **row})
+        with tempfile.TemporaryDirectory(prefix="mobilenetv3-bench-") as tmp:
+            sources = engine_sources(model, chosen, Path(tmp), (224, 224))
+            for row in benchmark(sources, threads=[threads], batch_size=32, warmup=2,
+                                 iters=iters):  # fmt: skip
+                rows.append({"model": name, **row})
     rows += official_rows([threads], batch=32, warmup=1, iters=max(2, iters // 2))
     return rows
 
@@ -97,13 +103,13 @@ def profile_eager(name: str = "v3_large_1.0", top: int = 8) -> dict[str, Any]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from mobilenetv3.export.onnx import export_graph
+    from mobilenetv3.core.deploy import deploy_graph
 
     model = mobilenetv3.create_model(name).eval()
     torch.set_num_threads(1)
     x = torch.rand(1, 3, 224, 224).contiguous(memory_format=torch.channels_last)
     out = {}
-    graphs = {"training graph": model, "deployment graph": export_graph(model, (224, 224))}
+    graphs = {"training graph": model, "deployment graph": deploy_graph(model, (224, 224))}
     for label, graph in graphs.items():
         graph = graph.to(memory_format=torch.channels_last)
         with torch.inference_mode():

@@ -14,12 +14,11 @@ import argparse
 import re
 from pathlib import Path
 
-from _common import RESULTS, write_json
+from _common import RESULTS, shared_dir, write_json
 
 from mobilenetv3 import count_macs, count_params, create_model
 from mobilenetv3.commands.summary import README_TABLE
 from mobilenetv3.data.datasets import list_samples
-from mobilenetv3.reference import shared_dir
 from mobilenetv3.runtime.engines import make_runner
 from mobilenetv3.runtime.evaluate import evaluate, model_preprocess
 from mobilenetv3.weights.hub import RELEASES, cache_dir

@@ -20,8 +20,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-
-from mobilenetv3.reference import shared_dir
+from _common import shared_dir
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
 

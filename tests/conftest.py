@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from mobilenetv3.reference import ENV_VAR, shared_dir
+from shared_data import ENV_VAR, shared_dir
 
 
 @pytest.fixture(scope="session")

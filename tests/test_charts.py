@@ -36,7 +36,7 @@ def test_latency_chart(tmp_path: Path) -> None:
 
 
 def test_latency_table_ratios() -> None:
-    from mobilenetv3.runtime.engines import format_table
+    from mobilenetv3.runtime.latency import format_table
 
     table = format_table([_row("m", "torch", 10.0), _row("m", "litert", 5.0)])
     assert "2.00x" in table and "1.00x" in table

@@ -170,3 +170,44 @@ def test_loaders_count_bad_and_keep_order(tmp_path: Path, backend: str, workers:
 def test_make_loader_rejects_unknown_backend(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="backend"):
         make_loader(ImageDataset([]), backend="gpu")
+
+
+def test_training_and_evaluation_list_the_same_images(tmp_path: Path) -> None:
+    """One suffix list: training once ignored .gif/.pgm files that evaluation read."""
+    from mobilenetv3.train.data import list_image_folder
+
+    _img(tmp_path / "cat" / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "cat" / "b.gif")
+    (tmp_path / "dog").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "dog" / "c.pgm")
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    train, classes = list_image_folder(tmp_path)
+    evaluation = list_samples(tmp_path, labels=classes)
+    assert [Path(p).name for p, _ in train] == ["a.png", "b.gif", "c.pgm"]
+    assert [(Path(p).name, i) for p, i in train] == [(p.name, i) for p, i in evaluation]
+
+
+def test_one_error_type_for_unusable_image_folders(tmp_path: Path) -> None:
+    """Training and evaluation refuse a folder without images with the same error type."""
+    from mobilenetv3.train.data import list_image_folder
+
+    (tmp_path / "empty_class").mkdir()
+    for listing in (list_image_folder, list_samples):
+        with pytest.raises(DatasetError):
+            listing(tmp_path)
+
+
+def test_training_transform_draws_per_sample(tmp_path: Path) -> None:
+    """The training form of `ImageDataset`: each (seed, epoch, index) has its own generator, so
+    a sample's augmentation does not depend on which worker or process draws it."""
+    samples = [(_img(tmp_path / f"{i}.png", seed=i), 0) for i in range(2)]
+
+    def jitter(image: Image.Image, rng) -> torch.Tensor:
+        return torch.full((1,), rng.random())
+
+    data = ImageDataset(samples, transform=jitter, seed=7)
+    first = [data[i][0].item() for i in (1, 0)]
+    assert first[::-1] == [data[i][0].item() for i in (0, 1)]  # order of draws irrelevant
+    data.set_epoch(1)
+    assert data[0][0].item() != first[1]
+    assert data[0][1:] == (0, 0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import mobilenetv3
-from mobilenetv3.export import example_input, export_pt2, randomize
+from mobilenetv3.export import example_input, export_pt2, export_runner, randomize
 from mobilenetv3.runtime.engines import KINDS, make_runner
 
 SIZE = (64, 64)
@@ -31,7 +31,7 @@ def expected(tiny: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
 def test_runner_matches_eager(kind: str, tiny: torch.nn.Module, expected: tuple) -> None:
     x, logits = expected
     threads = torch.get_num_threads()
-    runner = make_runner(kind, tiny, threads=1, batch_size=2, image_size=SIZE)
+    runner = export_runner(kind, tiny, threads=1, batch_size=2, image_size=SIZE)
     assert runner.kind == kind and runner.output == "logits" and runner.threads == 1
     out = runner(x)
     assert out.dtype == np.float32 and out.shape == (2, 1001)
@@ -68,7 +68,7 @@ def test_official_uint8_tflite(shared: Path) -> None:
     assert runner.output == "probabilities"
     probs = runner(x)  # the file fixes batch 1: the runner loops
     assert probs.shape == (4, 1001) and np.all(probs.sum(-1) > 0.5)
-    ours = make_runner("litert", mobilenetv3.create_model(weights=official), threads=1)
+    ours = export_runner("litert", mobilenetv3.create_model(weights=official), threads=1)
     assert (ours(x).argmax(-1) == probs.argmax(-1)).sum() >= 3
 
 
@@ -106,3 +106,19 @@ def test_input_quantization_rounds_like_litert(dtype: type, zero_point: int) -> 
     litert = it.get_tensor(it.get_output_details()[0]["index"])[0]
     ours = _quantize(values, {"dtype": dtype, "quantization": (scale, zero_point)})
     np.testing.assert_array_equal(ours, litert)
+
+
+def test_engines_run_files_not_modules(tiny: torch.nn.Module) -> None:
+    """Engines never export: a module for a file engine is refused, pointing at the exporter."""
+    for kind in ("onnxruntime", "litert"):
+        with pytest.raises(ValueError, match="export_runner"):
+            make_runner(kind, tiny)
+
+
+def test_pt2_runs_in_the_torch_engines(tmp_path: Path, tiny: torch.nn.Module,
+                                       expected: tuple) -> None:  # fmt: skip
+    """A .pt2 path goes to the one engine registry's program runner, not to create_model."""
+    x, logits = expected
+    path = export_pt2(tiny, tmp_path / "m.pt2", image_size=SIZE, dynamic_batch=True).path
+    runner = make_runner("torch", path, threads=1)
+    np.testing.assert_allclose(runner(x), logits, atol=1e-4)

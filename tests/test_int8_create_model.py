@@ -1,4 +1,5 @@
-"""`create_model(weights=x.tflite, int8=True)`: the integer path through the public API."""
+"""`create_model(weights=x.tflite, int8=True)` and `load_int8(x.tflite)`: the integer path
+through the public API, which accepts only what it honours."""
 
 from __future__ import annotations
 
@@ -12,12 +13,17 @@ from mobilenetv3.data.preprocess import load_image, preprocess_image
 SMALL = "v3-small_224_1.0_uint8.tflite"
 
 
-def test_int8_output_equals_litert_reference_kernels(shared):
+LOADERS = {"create_model": lambda path: mobilenetv3.create_model(weights=path, int8=True),
+           "load_int8": mobilenetv3.load_int8}  # fmt: skip
+
+
+@pytest.mark.parametrize("entry", LOADERS)
+def test_int8_output_equals_litert_reference_kernels(shared, entry):
     interpreter = pytest.importorskip(
         "ai_edge_litert.interpreter", reason="ai-edge-litert is not installable here"
     )
     path = shared / "pretrained" / SMALL
-    model = mobilenetv3.create_model(weights=path, int8=True)
+    model = LOADERS[entry](path)
     x = preprocess_image(load_image(shared / "images" / "photos" / "chelsea.png"))[None]
     with torch.no_grad():
         ours = model(x).numpy()
@@ -41,3 +47,18 @@ def test_int8_output_equals_litert_reference_kernels(shared):
 def test_int8_needs_a_quantized_tflite(shared):
     with pytest.raises(ValueError, match="int8=True runs a quantized .tflite"):
         mobilenetv3.create_model(weights=shared / "reference" / "slim" / "v3_small_1.0", int8=True)
+
+
+@pytest.mark.parametrize("option", [{"num_classes": 10}, {"features_only": True},
+                                    {"endpoints": ["layer_3"]}, {"name": "v3_small_1.0"},
+                                    {"depth_multiplier": 0.75}, {"dropout": 0.5}])  # fmt: skip
+def test_int8_refuses_options_it_cannot_honour(shared, option):
+    """The file's own graph has its own classes and layers: once silently ignored, now named."""
+    with pytest.raises(ValueError, match=f"cannot take {next(iter(option))}"):
+        mobilenetv3.create_model(weights=shared / "pretrained" / SMALL, int8=True, **option)
+
+
+def test_load_int8_points_onnx_and_pt2_to_their_engine(tmp_path):
+    for suffix in (".onnx", ".pt2"):
+        with pytest.raises(ValueError, match="int8_runner"):
+            mobilenetv3.load_int8(tmp_path / f"small_int8{suffix}")

@@ -12,7 +12,7 @@ import mobilenetv3
 from mobilenetv3.cli import main
 from mobilenetv3.data.datasets import list_samples
 from mobilenetv3.data.preprocess import SLIM_EVAL, load_image, preprocess_image
-from mobilenetv3.runtime.evaluate import evaluate, torch_forward
+from mobilenetv3.runtime.evaluate import evaluate
 
 SMALL = "v3-small_224_1.0_uint8.tflite"
 LARGE_MIN = "v3-large-minimalistic_224_1.0_uint8.tflite"
@@ -77,6 +77,17 @@ def test_float_path_top1_against_litert(filename, shared, samples, pixels):
     print(f"{filename}: LiteRT {litert_acc:.1f}  float path {our_acc:.1f}  agree {agreement:.1f}")
     assert our_acc >= litert_acc - ALLOWED_GAP[filename]
     assert agreement >= MIN_AGREEMENT[filename]
+
+
+def torch_forward(model: torch.nn.Module):
+    """The eager model as `evaluate`'s forward function."""
+    model.eval()
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(images)
+
+    return forward
 
 
 def test_evaluate_api_reports_top1_top5_and_confusions(shared, samples):

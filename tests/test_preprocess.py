@@ -21,10 +21,9 @@ from mobilenetv3.data.preprocess import (
     preprocess_batch,
     preprocess_image,
     resize_bilinear_tf,
-    resize_bilinear_tf1,
     tf_resize_bilinear_hwc,
-    to_uint8_nhwc,
 )
+from mobilenetv3.runtime.engines import quantize_input
 
 # ----------------------------------------------------------------- independent references
 
@@ -61,6 +60,13 @@ def np_resize_bilinear(img: np.ndarray, out_h: int, out_w: int, half_pixel: bool
     return res
 
 
+def to_uint8_nhwc(x: torch.Tensor, scale: float = 1.0 / 127.0, zero_point: int = 128) -> np.ndarray:
+    """Model input (N, C, H, W) or (C, H, W) as the uint8 NHWC codes a .tflite file takes."""
+    a = x.numpy()
+    q = quantize_input(a[None] if a.ndim == 3 else a, scale, zero_point, np.uint8)
+    return np.ascontiguousarray(q.transpose(0, 2, 3, 1))
+
+
 def random_rgb(h: int, w: int, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
@@ -88,10 +94,10 @@ def test_central_crop_box_known_values() -> None:
 def test_bilinear_matches_numpy_reference(size_in, size_out, half_pixel) -> None:
     rng = np.random.default_rng(1)
     img = rng.random((*size_in, 3)).astype(np.float32)
-    fn = resize_bilinear_tf if half_pixel else resize_bilinear_tf1
-    got = fn(torch.from_numpy(img).permute(2, 0, 1), size_out).permute(1, 2, 0).numpy()
     want = np_resize_bilinear(img, *size_out, half_pixel=half_pixel)
-    np.testing.assert_allclose(got, want, atol=2e-6)
+    if half_pixel:  # the torch form (training) exists for TF2 sampling only
+        got = resize_bilinear_tf(torch.from_numpy(img).permute(2, 0, 1), size_out)
+        np.testing.assert_allclose(got.permute(1, 2, 0).numpy(), want, atol=2e-6)
     got_np = tf_resize_bilinear_hwc(img, size_out, half_pixel=half_pixel)
     assert got_np.dtype == np.float32 and got_np.shape == (*size_out, 3)
     np.testing.assert_allclose(got_np, want, atol=2e-6)
@@ -102,14 +108,14 @@ def test_bilinear_hand_values() -> None:
     # TF2: src = (i + .5) / 2 - .5 = -.25, .25, .75, 1.25 -> clamped
     torch.testing.assert_close(resize_bilinear_tf(x, (1, 4))[0, 0], torch.tensor([0, .25, .75, 1]))
     # TF1 legacy: src = i / 2 = 0, .5, 1, 1.5 -> upper index clamped
-    torch.testing.assert_close(resize_bilinear_tf1(x, (1, 4))[0, 0], torch.tensor([0, .5, 1, 1]))
+    tf1 = tf_resize_bilinear_hwc(x.permute(1, 2, 0).numpy(), (1, 4), half_pixel=False)
+    np.testing.assert_allclose(tf1[0, :, 0], [0, .5, 1, 1])
 
 
 def test_batched_resize_matches_single() -> None:
     x = torch.rand(2, 3, 17, 23)
-    for fn in (resize_bilinear_tf, resize_bilinear_tf1):
-        batched = fn(x, (9, 31))
-        torch.testing.assert_close(batched[1], fn(x[1], (9, 31)))
+    batched = resize_bilinear_tf(x, (9, 31))
+    torch.testing.assert_close(batched[1], resize_bilinear_tf(x[1], (9, 31)))
 
 
 # ----------------------------------------------------------------- pipelines

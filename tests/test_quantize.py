@@ -9,15 +9,16 @@ import pytest
 import mobilenetv3
 from mobilenetv3.cli import main
 from mobilenetv3.data.datasets import list_samples
+from mobilenetv3.export import export_runner
 from mobilenetv3.quantize import (
     MIN_IMAGES,
     CalibrationError,
     Int8FileError,
     calibration_paths,
+    int8_model_info,
     int8_runner,
     is_quantized_file,
     load_batch,
-    load_int8,
     quantize_model,
     split_samples,
 )
@@ -61,7 +62,7 @@ def top1(runner, images: np.ndarray, labels: np.ndarray) -> float:
 
 def test_onnx_int8_keeps_float_accuracy(shared, small, split, int8_onnx):
     _, images, labels = split
-    float_acc = top1(make_runner("onnxruntime", small, threads=2), images, labels)
+    float_acc = top1(export_runner("onnxruntime", small, threads=2), images, labels)
     int8_acc = top1(int8_runner(int8_onnx, threads=2), images, labels)
     official = top1(make_runner("litert", shared / "pretrained" / SMALL, threads=2), images, labels)
     print(f"float {float_acc:.1f}  int8 {int8_acc:.1f}  official uint8 {official:.1f}")
@@ -101,7 +102,7 @@ def test_evaluate_command_runs_int8_onnx(shared, int8_onnx, tmp_path, capsys):
     assert main(["evaluate", str(photos), "--weights", str(int8_onnx),
                  "--engine", "onnxruntime", "--workers", "1"]) == 0  # fmt: skip
     assert "v3_small_1.0_int8" in capsys.readouterr().out
-    assert load_int8(int8_onnx).num_classes == 1001
+    assert int8_model_info(int8_onnx).num_classes == 1001
 
 
 def test_int8_file_where_float_is_expected_is_a_clear_error(int8_onnx):
@@ -137,7 +138,7 @@ def test_torch_pt2_int8_keeps_float_accuracy(small, split, int8_pt2):
     float model's less 1 point (the SE gate as hardsigmoid with fixed qparams and full-range
     activations; x86's defaults lost 14 points here)."""
     _, images, labels = split
-    assert is_quantized_file(int8_pt2) and load_int8(int8_pt2).name == "v3_small_1.0_int8"
+    assert is_quantized_file(int8_pt2) and int8_model_info(int8_pt2).name == "v3_small_1.0_int8"
     float_acc = top1(make_runner("torch", small, threads=2), images, labels)
     int8_acc = top1(int8_runner(int8_pt2, "torch", threads=2), images, labels)
     print(f"float {float_acc:.1f}  torch int8 {int8_acc:.1f}")
@@ -245,7 +246,7 @@ def test_learned_int8_tflite_matches_the_official_file(split, learned):
     runs = {"int8": make_runner("litert", path, threads=2),
             "official": make_runner("litert", official_path, threads=2),
             "official builtin": LiteRTRunner(official_path, threads=2, xnnpack=False),
-            "float": make_runner("onnxruntime", model, threads=2)}  # fmt: skip
+            "float": export_runner("onnxruntime", model, threads=2)}  # fmt: skip
     preds = {k: _predict(r, images) for k, r in runs.items()}
     acc = {k: 100.0 * float((p == labels).mean()) for k, p in preds.items()}
     agree = {k: 100.0 * float((p == preds["official"]).mean()) for k, p in preds.items()}

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from mobilenetv3 import create_model
+from mobilenetv3.data.datasets import DatasetError
 from mobilenetv3.train import load_config, train
 from mobilenetv3.train.checkpoint import load_checkpoint
 from mobilenetv3.train.config import ConfigError
-from mobilenetv3.train.data import DataError
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 SMALL = ["--model", "v3_small_0.35", "--image-size", "64", "--no-progress"]
@@ -163,7 +163,7 @@ def test_dataset_without_images(tmp_path: Path) -> None:
     (tmp_path / "data" / "cat" / "notes.txt").write_text("no images here")
     config = load_config(model="v3_small_0.35", data=str(tmp_path / "data"),
                          output=str(tmp_path / "run"), **FAST)  # fmt: skip
-    with pytest.raises(DataError, match="no images"):
+    with pytest.raises(DatasetError, match="no images"):
         train(config)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["count_macs", "count_params", "create_model", "list_models", "preprocessing"]
+__all__ = ["count_macs", "count_params", "create_model", "list_models", "load_int8",
+           "preprocessing"]
 __version__ = "0.1.0"
 
 # Imported on first use, so `mobilenetv3 --help` and the CLI's argument parsing need no torch.
@@ -14,6 +15,7 @@ _LAZY = {
     "count_params": "mobilenetv3.core.complexity",
     "create_model": "mobilenetv3.factory",
     "list_models": "mobilenetv3.factory",
+    "load_int8": "mobilenetv3.factory",
     "preprocessing": "mobilenetv3.data.transform",
 }
 

@@ -1,7 +1,9 @@
-"""`create_model` and `list_models`: the public entry points."""
+"""`create_model`, `load_int8` and `list_models`: the public entry points."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -34,13 +36,15 @@ def create_model(
     from the cache, verified; it never downloads (`mobilenetv3 download NAME` does).
     `overrides`: `dropout`, `finegrain_classification_mode`, `min_depth`, `divisible_by`.
     `features_only=True` returns a backbone whose forward gives the slim endpoints by name.
-    `int8=True` (a uint8 .tflite, or a .tgz holding one) returns the integer reference path:
-    the file's quantized graph run as LiteRT's reference kernels run it (`quantized.py`).
+    `int8=True` is `load_int8(weights)`: the file's own graph, so every other option is refused.
     """
     if pretrained:
         name, weights = _release(name, weights)
     if int8:
-        return _int8_module(weights)
+        _refuse_int8_options(name=name, num_classes=num_classes, features_only=features_only,
+                             depth_multiplier=depth_multiplier, endpoints=endpoints,
+                             **overrides)  # fmt: skip
+        return load_int8(weights)
     if weights is not None:
         from mobilenetv3.weights.loading import load_pretrained
 
@@ -77,18 +81,36 @@ def build(name: str, *, num_classes: int = 1001, depth_multiplier: float | None 
     return MobileNet(variant, num_classes=num_classes, dropout=dropout)
 
 
-def _int8_module(weights: Any) -> nn.Module:
-    from pathlib import Path
+# what `create_model` gets when an option is not given
+_DEFAULTS = {"name": None, "num_classes": 1001, "features_only": False, "depth_multiplier": None,
+             "endpoints": None}  # fmt: skip
 
+
+def _refuse_int8_options(**given: Any) -> None:
+    changed = sorted(k for k, v in given.items() if k not in _DEFAULTS or v != _DEFAULTS[k])
+    if changed:
+        raise ValueError(f"int8=True runs the file's own quantized graph, which cannot take "
+                         f"{', '.join(changed)}: pass only weights= (the same as "
+                         "mobilenetv3.load_int8(path)), or load the float model without int8=True")
+
+
+def load_int8(path: str | os.PathLike) -> nn.Module:
+    """The integer graph of a quantized .tflite (or of the one a release .tgz holds) as a
+    module, bit-exact with LiteRT's reference kernels (`tflite.interpreter`): NCHW float input
+    in, the file's dequantized output out. An int8 .onnx / .pt2 runs in its own engine instead
+    (`mobilenetv3.quantize.int8_runner(path)`)."""
     from mobilenetv3.tflite.interpreter import QuantizedTFLiteModule
     from mobilenetv3.tflite.reader import TFLiteModel
-
-    if weights is None or not str(weights).endswith((".tflite", ".tgz", ".tar.gz")):
-        raise ValueError(f"int8=True runs a quantized .tflite (or a release .tgz holding one), "
-                         f"got {weights!r}")  # fmt: skip
-    if str(weights).endswith(".tflite"):
-        return QuantizedTFLiteModule(TFLiteModel.from_file(Path(weights))).eval()
     from mobilenetv3.weights.archive import read_tar_member
 
-    data = read_tar_member(weights, ".tflite")
-    return QuantizedTFLiteModule(TFLiteModel.from_bytes(data, source=str(weights))).eval()
+    name = str(path)
+    if name.lower().endswith((".onnx", ".pt2")):
+        raise ValueError(f"{name}: an int8 {Path(name).suffix} file runs in its engine, not as a "
+                         "module: use mobilenetv3.quantize.int8_runner(path)")  # fmt: skip
+    if path is None or not name.lower().endswith((".tflite", ".tgz", ".tar.gz")):
+        raise ValueError(f"int8=True runs a quantized .tflite (or a release .tgz holding one), as "
+                         f"does load_int8; got {path!r}")  # fmt: skip
+    if name.lower().endswith(".tflite"):
+        return QuantizedTFLiteModule(TFLiteModel.from_file(Path(path))).eval()
+    data = read_tar_member(path, ".tflite")
+    return QuantizedTFLiteModule(TFLiteModel.from_bytes(data, source=name)).eval()

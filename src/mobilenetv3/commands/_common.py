@@ -141,19 +141,19 @@ def device_arg(value: str) -> str:
 
 def load_for_engine(args: argparse.Namespace):  # -> MobileNet | quantize.Int8Model
     """The model named by the arguments; an int8 .onnx/.pt2 loads as the file it is."""
-    from mobilenetv3.quantize import load_int8, runs_only_in_engine
+    from mobilenetv3.quantize import int8_model_info, runs_only_in_engine
 
     if args.weights is not None and runs_only_in_engine(args.weights):
-        return load_int8(args.weights)
+        return int8_model_info(args.weights)
     return load_model(args)
 
 
 def engine_runner(args: argparse.Namespace, model, batch: int):  # -> engines.Runner
     """The model in `args.engine` on `args.device` (torch: the BN-folded deployment graph);
     LiteRT runs a .tflite as it is, int8 .onnx/.pt2 files run as they are."""
+    from mobilenetv3.export import export_runner
     from mobilenetv3.quantize import int8_runner, runs_only_in_engine
     from mobilenetv3.runtime.auto import auto_runner, resolve_device, torch_runner
-    from mobilenetv3.runtime.engines import make_runner
     from mobilenetv3.runtime.evaluate import model_preprocess
 
     weights, size = args.weights, tuple(model_preprocess(model).image_size)
@@ -171,7 +171,7 @@ def engine_runner(args: argparse.Namespace, model, batch: int):  # -> engines.Ru
         raise ValueError(f"--engine {args.engine} runs on the CPU: give --device cpu, or "
                          "--engine torch (or auto) for the GPU")  # fmt: skip
     source = weights if args.engine == "litert" and str(weights).endswith(".tflite") else model
-    return make_runner(args.engine, source, threads=threads, batch_size=batch, image_size=size)
+    return export_runner(args.engine, source, threads=threads, batch_size=batch, image_size=size)
 
 
 def load_model(args: argparse.Namespace):  # -> MobileNet

@@ -31,13 +31,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
     from mobilenetv3.commands._common import load_model
-    from mobilenetv3.runtime.engines import benchmark, format_table
+    from mobilenetv3.export import engine_sources
+    from mobilenetv3.runtime.latency import benchmark, format_table
 
     model = load_model(args)
-    rows = benchmark(model, args.engine, threads=args.threads, batch_size=args.batch_size,
-                     image_size=args.image_size, warmup=args.warmup,
-                     iters=args.iters)  # fmt: skip
+    size = tuple(args.image_size)
+    with tempfile.TemporaryDirectory(prefix="mobilenetv3-bench-") as tmp:
+        sources = engine_sources(model, args.engine, Path(tmp), size)
+        rows = benchmark(sources, threads=args.threads, batch_size=args.batch_size,
+                         image_size=size, warmup=args.warmup, iters=args.iters)  # fmt: skip
     name = model.variant.name
     print(format_table([{"model": name, **row} for row in rows]))
     return 0

@@ -2,16 +2,19 @@
 
 `list_samples` understands the layouts evaluation data comes in (see its docstring) and
 returns `(path, class_index)` pairs in the model's index convention (1001 = slim, with
-background at 0). `ImageDataset` decodes and preprocesses one sample; with `skip_bad` a file
-that cannot be decoded becomes a `BadSample` marker, which `collate_skip_none` drops and
-reports in `Batch.skipped`, so an evaluator can count and name them.
+background at 0). `ImageDataset` decodes and preprocesses one sample, for evaluation and for
+training (with a `transform` drawing its augmentation from a per-sample generator); with
+`skip_bad` a file that cannot be decoded becomes a `BadSample` marker, which
+`collate_skip_none` drops and reports in `Batch.skipped`, so an evaluator can count and name
+them. `image_files` is the one listing of image files (`IMAGE_SUFFIXES`) in the package.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from mobilenetv3.data.labels import synset_to_index
@@ -38,6 +42,7 @@ __all__ = [
     "ImageDataset",
     "ThreadLoader",
     "collate_skip_none",
+    "image_files",
     "list_samples",
     "make_loader",
 ]
@@ -50,14 +55,14 @@ _FLAT_WNID = re.compile(r"^(n\d{8})_")
 
 
 class DatasetError(ValueError):
-    """Evaluation data that cannot be listed (missing, empty, unknown class)."""
+    """Image data that cannot be listed or used (missing, empty, unknown class)."""
 
 
 def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
 
 
-def _images_in(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
     """Image files under `folder`, recursively, in sorted order (deterministic listings)."""
     out = []
     for root, dirs, files in os.walk(folder):
@@ -101,7 +106,7 @@ def _from_class_folders(
             raise DatasetError(f"{d}: class name {d.name!r} is ambiguous (several labels)")
         else:
             index = found
-        samples += [(p, index) for p in _images_in(d)]
+        samples += [(p, index) for p in image_files(d)]
     if not samples:
         raise DatasetError(f"{root}: class folders contain no images")
     return samples
@@ -201,32 +206,52 @@ class Batch(NamedTuple):
 
 
 Item = tuple[torch.Tensor, int, int]
+Transform = Callable[[Image.Image, random.Random], torch.Tensor]
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> random.Random:
+    """The generator of one sample's augmentation in one epoch: the same whichever process,
+    worker or resumed run draws it."""
+    return random.Random(f"{seed}/{epoch}/{index}")
 
 
 class ImageDataset(Dataset):
     """Decode + preprocess `samples[i]`, returning `(tensor, label, i)`.
 
     With `skip_bad`, an undecodable file yields a `BadSample` instead of raising, so a long
-    evaluation counts bad files rather than dying on the 40,000th image.
+    evaluation counts bad files rather than dying on the 40,000th image. With `transform`
+    (training augmentation), `transform(image, sample_rng(seed, epoch, i))` replaces
+    `preprocess`; `set_epoch` moves to the next epoch's draws.
     """
 
     def __init__(
         self,
-        samples: Sequence[tuple[Path, int]],
+        samples: Sequence[tuple[Path | str, int]],
         preprocess: Preprocess = SLIM_EVAL,
         skip_bad: bool = False,
+        transform: Transform | None = None,
+        seed: int = 0,
     ) -> None:
         self.samples = list(samples)
         self.preprocess = preprocess
         self.skip_bad = skip_bad
+        self.transform, self.seed, self.epoch = transform, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def _tensor(self, image: Image.Image, i: int) -> torch.Tensor:
+        if self.transform is None:
+            return preprocess_image(image, self.preprocess)
+        return self.transform(image, sample_rng(self.seed, self.epoch, i))
+
     def __getitem__(self, i: int) -> Item | BadSample:
         path, label = self.samples[i]
         try:
-            return preprocess_image(load_image(path), self.preprocess), int(label), int(i)
+            return self._tensor(load_image(path), i), int(label), int(i)
         except ImageError as e:
             if not self.skip_bad:
                 raise

@@ -74,11 +74,6 @@ def synsets() -> list[str]:
     return list(_synsets())
 
 
-def is_synset(name: str) -> bool:
-    """Whether `name` is one of the 1000 ImageNet-1k WordNet ids."""
-    return name in _synset_pos()
-
-
 def synset_to_index(wnid: str, num_classes: int = 1001) -> int:
     """Class index of a WordNet id in the 1001 (slim, +1) or 1000 convention."""
     _check_num_classes(num_classes)

@@ -10,12 +10,13 @@ Pixel conventions:
 - `preprocess_image` returns float32 CHW: pixels `p` in [0, 255] become `p / 255`, are cropped
   and resized as the preset says, then normalised `(x - mean) / std`. For `SLIM_EVAL`
   (mean = std = 0.5) that is slim's `(p / 255 - 0.5) * 2 = p / 127.5 - 1` in [-1, 1].
-- `to_uint8_nhwc` maps such float input to the uint8 codes a quantized .tflite file expects,
-  using that file's input scale and zero point (default: the official files' 1/127, 128):
-  `q = clip(round_half_away_from_zero(x / scale) + zero_point, 0, 255)`. For a resized pixel
-  value `p` this is `q = clip(round((p / 127.5 - 1) * 127) + 128, 0, 255)`, so p = 0 -> 1,
-  p = 127.5 -> 128, p = 255 -> 255. This is what TFLite's own QUANTIZE op would do with the
-  float model input, and it reproduces the figures in shared/README.md.
+- A quantized .tflite file takes such float input as uint8 codes (`runtime.engines.
+  quantize_input`, with the file's scale and zero point; the official files' 1/127, 128):
+  `q = clip(round_half_to_even(x / scale) + zero_point, 0, 255)`, so pixel p = 0 -> 1,
+  p = 127.5 -> 128, p = 255 -> 255, as LiteRT's default QUANTIZE kernel does it.
+
+Decoding lives in `data.images`, the crop and resize kernels in `data.resize`; this module
+holds the recipe (the `Preprocess` value, the presets) and applies it.
 """
 
 from __future__ import annotations
@@ -23,13 +24,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
+
+from mobilenetv3.data.images import ImageError, load_image, to_rgb
+from mobilenetv3.data.resize import (
+    center_crop_box,
+    central_crop_box,
+    resize_bilinear_tf,
+    shorter_side_size,
+    tf_resize_bilinear_hwc,
+)
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -47,10 +55,8 @@ __all__ = [
     "preprocess_batch",
     "preprocess_image",
     "resize_bilinear_tf",
-    "resize_bilinear_tf1",
     "to_rgb",
     "tf_resize_bilinear_hwc",
-    "to_uint8_nhwc",
 ]
 
 KINDS = ("slim_central_crop", "resize_then_crop")
@@ -60,10 +66,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _INV_255 = float(np.float32(1.0 / 255.0))
 _PIL_FILTERS = {"pil_bilinear": Image.Resampling.BILINEAR, "pil_bicubic": Image.Resampling.BICUBIC}
-
-
-class ImageError(ValueError):
-    """A file that cannot be decoded as an image (missing, empty, truncated, not an image)."""
 
 
 @dataclass(frozen=True)
@@ -167,206 +169,10 @@ TIMM_IMAGENET = Preprocess(
 mean/std."""
 
 
-# --------------------------------------------------------------------------- decoding
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """8-bit RGB from any Pillow mode, so every engine sees the same pixels.
-
-    - RGBA / LA / PA / P or L with transparency: alpha-composited on white (transparent
-      regions of logos and cut-outs are usually meant as background, and their hidden colour
-      is often black noise; dropping alpha would expose it).
-    - I;16* and I (16-bit PNG/TIFF greyscale): scaled by 255/65535 (rounded), not clipped.
-    - F (float): assumed to hold 0..255 values, clipped.
-    - L, 1, CMYK, YCbCr, LAB, HSV: Pillow's own conversion to RGB.
-    """
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode.startswith("I;16") or mode == "I":
-        a = np.asarray(img).astype(np.float64)
-        a = np.clip(np.rint(a * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
-        return Image.fromarray(a, "L").convert("RGB")
-    if mode == "F":
-        a = np.clip(np.rint(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8)
-        return Image.fromarray(a, "L").convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-    if has_alpha:
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
-def load_image(path: str | Path) -> Image.Image:
-    """Decode a file to 8-bit RGB, applying the EXIF orientation (as a camera viewer would).
-
-    Raises `ImageError` naming the file for a missing, empty, truncated or non-image file.
-    Pixels are decoded exactly (no JPEG `draft()` downscaling), as slim evaluation needs.
-    """
-    path = Path(path)
-    hint = "check or re-download the file, or pass --skip-bad (skip_bad=True in Python) to skip it"
-    try:
-        if path.stat().st_size == 0:
-            raise ImageError(f"{path}: empty file (0 bytes); {hint}")
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            return to_rgb(img)
-    except ImageError:
-        raise
-    except FileNotFoundError as e:
-        raise ImageError(f"{path}: no such file; {hint}") from e
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e}); {hint}") from e
-
-
-# --------------------------------------------------------------------------- geometry
-
-
-def central_crop_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
-    """(top, left, crop_h, crop_w) exactly as `tf.image.central_crop` computes it.
-
-    TF: start = int((size - size * fraction) / 2) in float64 (truncation), crop size =
-    size - 2 * start, so the crop is always centred with equal margins.
-    """
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"central_fraction must be in (0, 1], got {fraction}")
-    top = int((float(height) - float(height) * fraction) / 2)
-    left = int((float(width) - float(width) * fraction) / 2)
-    return top, left, height - 2 * top, width - 2 * left
-
-
-def center_crop_box(height: int, width: int, crop_h: int, crop_w: int) -> tuple[int, int]:
-    """(top, left) of a fixed-size centre crop with torchvision's rounding."""
-    if crop_h > height or crop_w > width:
-        raise ValueError(f"crop {crop_h}x{crop_w} larger than image {height}x{width}")
-    return int(round((height - crop_h) / 2.0)), int(round((width - crop_w) / 2.0))
-
-
-def _shorter_side_size(height: int, width: int, shorter: int) -> tuple[int, int]:
-    """(H, W) after resizing the shorter side to `shorter` (torchvision's truncation)."""
-    if height <= width:
-        return shorter, max(1, int(shorter * width / height))
-    return max(1, int(shorter * height / width)), shorter
-
-
-# --------------------------------------------------------------------------- resizing
-
-
-def resize_bilinear_tf(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """TF2 `tf.image.resize(..., "bilinear", antialias=False)` of a (C, H, W) or (N, C, H, W)
-    float tensor: half-pixel centres, source index clamped at the borders.
-
-    PyTorch's `interpolate(align_corners=False, antialias=False)` uses the same sampling
-    grid (src = (dst + 0.5) * in / out - 0.5, clamped at 0), so it is used for speed.
-    """
-    squeeze = x.dim() == 3
-    x4 = x.unsqueeze(0) if squeeze else x
-    if tuple(x4.shape[-2:]) == tuple(size):
-        out = x4
-    else:
-        out = F.interpolate(x4, size=size, mode="bilinear", align_corners=False, antialias=False)
-    return out.squeeze(0) if squeeze else out
-
-
-def _legacy_axis(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """TF1 legacy sampling: src = dst * in / out, lower = floor, upper = min(lower + 1, in - 1)."""
-    scale = n_in / n_out
-    src = torch.arange(n_out, dtype=torch.float32) * np.float32(scale)
-    lo = torch.floor(src).to(torch.int64).clamp_(max=n_in - 1)
-    hi = torch.clamp(lo + 1, max=n_in - 1)
-    return lo, hi, src - lo.to(torch.float32)
-
-
-def resize_bilinear_tf1(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """TF1 `tf.compat.v1.image.resize_bilinear(align_corners=False)` (no half-pixel centres)
-    of a (C, H, W) or (N, C, H, W) float tensor."""
-    h_out, w_out = size
-    h_in, w_in = x.shape[-2:]
-    ylo, yhi, yf = _legacy_axis(h_in, h_out)
-    xlo, xhi, xf = _legacy_axis(w_in, w_out)
-    top_rows = x.index_select(-2, ylo)
-    bot_rows = x.index_select(-2, yhi)
-    xf = xf.to(x.dtype)
-    yf = yf.to(x.dtype).unsqueeze(-1)
-
-    def horiz(rows: torch.Tensor) -> torch.Tensor:
-        left = rows.index_select(-1, xlo)
-        return left + (rows.index_select(-1, xhi) - left) * xf
-
-    top = horiz(top_rows)
-    return top + (horiz(bot_rows) - top) * yf
-
-
-# --------------------------------------------------------------------------- pipeline
-
-
 def _to_float(arr: np.ndarray) -> np.ndarray:
     """HWC uint8 -> HWC float32 in [0, 1] exactly as TF's `convert_image_dtype` does it:
     multiply by float32(1 / 255), which differs from division by 255 in the last bit."""
     return arr.astype(np.float32) * _INV_255
-
-
-def _tf_axis(n_in: int, n_out: int, half_pixel: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """TF resize_bilinear's per-axis (lower, upper, lerp), computed in float32 as TF does."""
-    scale = np.float32(n_in) / np.float32(n_out)
-    i = np.arange(n_out, dtype=np.float32)
-    src = (i + np.float32(0.5)) * scale - np.float32(0.5) if half_pixel else i * scale
-    src_floor = np.floor(src)
-    lo = np.maximum(src_floor, 0).astype(np.intp)
-    hi = np.minimum(np.ceil(src), n_in - 1).astype(np.intp)
-    return lo, hi, (src - src_floor).astype(np.float32)
-
-
-def tf_resize_bilinear_hwc(
-    x: np.ndarray, size: tuple[int, int], half_pixel: bool, scale: float | None = None
-) -> np.ndarray:
-    """Port of TF's `ResizeBilinear` kernel for one HWC image (numpy, single thread): float32.
-
-    half_pixel=True is TF2 `tf.image.resize` (no antialias); False is TF1's legacy
-    `resize_bilinear(align_corners=False)`. Same float32 formula as TF:
-    top = tl + (tr - tl) * x_lerp, bottom likewise, out = top + (bottom - top) * y_lerp.
-    With `scale`, input values are first mapped `float32(v) * float32(scale)` (e.g. uint8
-    pixels * 1/255, TF's convert_image_dtype); that is done after gathering the needed
-    pixels, which gives identical numbers with 4x less memory traffic.
-    Used by `preprocess_image` instead of torch so decoding threads never contend for torch's
-    intra-op thread pool (which made preprocessing ~50x slower on a busy 2-core machine).
-    """
-    h_in, w_in, c = x.shape
-    out_h, out_w = size
-    mul = None if scale is None else np.float32(scale)
-
-    def as_float(a: np.ndarray) -> np.ndarray:
-        if mul is None:
-            return a.astype(np.float32)
-        return np.multiply(a, mul, dtype=np.float32)  # exact cast, then float32 multiply
-
-    if (h_in, w_in) == (out_h, out_w):
-        return as_float(x)
-    ylo, yhi, y_lerp = _tf_axis(h_in, out_h, half_pixel)
-    xlo, xhi, x_lerp = _tf_axis(w_in, out_w, half_pixel)
-    # gather columns on (rows, W * C) with flat indices: much faster than fancy indexing
-    chan = np.arange(c)
-    col_lo = (xlo[:, None] * c + chan).ravel()
-    col_hi = (xhi[:, None] * c + chan).ravel()
-    x_lerp_flat = np.repeat(x_lerp, c)
-
-    def horizontal(rows: np.ndarray) -> np.ndarray:
-        flat = rows.reshape(rows.shape[0], w_in * c)
-        left = as_float(np.take(flat, col_lo, axis=1))
-        out = as_float(np.take(flat, col_hi, axis=1))
-        out -= left
-        out *= x_lerp_flat
-        out += left
-        return out
-
-    top = horizontal(np.take(x, ylo, axis=0))
-    out = horizontal(np.take(x, yhi, axis=0))
-    out -= top
-    out *= y_lerp[:, None]
-    out += top
-    return out.reshape(out_h, out_w, c)
 
 
 def _resize_pil(img: Image.Image, size: tuple[int, int], resize: str) -> Image.Image:
@@ -406,7 +212,7 @@ def preprocess_image(img: Image.Image, p: Preprocess = SLIM_EVAL) -> torch.Tenso
             arr = np.asarray(img)[top : top + ch, left : left + cw]
             x = _resize_u8(arr, (out_h, out_w), p.resize)
     else:
-        rh, rw = _shorter_side_size(img.height, img.width, p.shorter_side)
+        rh, rw = shorter_side_size(img.height, img.width, p.shorter_side)
         top, left = center_crop_box(rh, rw, out_h, out_w)
         if pil:
             arr = np.asarray(_resize_pil(img, (rh, rw), p.resize))
@@ -424,20 +230,3 @@ def preprocess_batch(images: Sequence[Image.Image], p: Preprocess = SLIM_EVAL) -
     return torch.stack([preprocess_image(img, p) for img in images])
 
 
-def to_uint8_nhwc(
-    x: torch.Tensor | np.ndarray, scale: float = 1.0 / 127.0, zero_point: int = 128
-) -> np.ndarray:
-    """Quantize model-input floats (N, C, H, W) or (C, H, W) to uint8 NHWC for a .tflite file.
-
-    `q = clip(round_half_away_from_zero(x / scale) + zero_point, 0, 255)`, i.e. TFLite's own
-    QUANTIZE of the float input; pass the file's input (scale, zero_point). For slim [-1, 1]
-    input with the official (1/127, 128): pixel p -> round((p / 127.5 - 1) * 127) + 128.
-    """
-    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if a.ndim == 3:
-        a = a[None]
-    if a.ndim != 4:
-        raise ValueError(f"expected (N, C, H, W) or (C, H, W), got shape {a.shape}")
-    v = a.astype(np.float32) / np.float32(scale)
-    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
-    return np.ascontiguousarray(np.clip(q, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))

@@ -2,8 +2,10 @@
 
 Every `export_*` writes atomically (a temp file beside the target, renamed when complete) and
 then runs the file in its own engine against PyTorch, returning an `ExportResult` with the
-max abs difference of the outputs. The shared pieces live here: BatchNorm folding, the
-per-layer input sizes of a model at a fixed image size, and the atomic write.
+max abs difference of the outputs (`export.check`). The exporters check their files through
+the engines (`runtime.engines`), which never import an exporter; `export_runner` and
+`engine_sources` give an engine that runs files a module by exporting it first. BatchNorm
+folding and the per-layer input sizes come from the deployment graph (`core.deploy`).
 
 `export_onnx`, `export_tflite` and `export_pt2` are imported lazily so that importing this
 package does not pull in onnx or the FlatBuffer schema.
@@ -12,126 +14,43 @@ package does not pull in onnx or the FlatBuffer schema.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import nn
 
 from mobilenetv3.atomic import atomic_output
-from mobilenetv3.core.layers import ConvBNAct
+from mobilenetv3.core.deploy import fold_batch_norm, input_sizes
+from mobilenetv3.export.check import (
+    ExportResult,
+    example_input,
+    max_abs_diff,
+    randomize,
+    reference_output,
+)
+from mobilenetv3.runtime.engines import FILE_FORMAT, ModelOrPath, Runner, make_runner
 
 FORMATS = ("onnx", "tflite", "pt2")
-SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "pt2": ".pt2"}
 
 __all__ = [
     "FORMATS",
     "ExportResult",
     "atomic_output",
+    "engine_sources",
     "example_input",
     "export",
     "export_onnx",
     "export_pt2",
+    "export_runner",
     "export_tflite",
     "fold_batch_norm",
     "input_sizes",
     "max_abs_diff",
     "randomize",
+    "reference_output",
 ]
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    """What an export wrote and how far its engine's outputs are from PyTorch's."""
-
-    path: Path
-    format: str
-    max_abs_diff: float | None  # None when the check was skipped
-
-    def __str__(self) -> str:
-        diff = "unchecked" if self.max_abs_diff is None else f"max abs diff {self.max_abs_diff:.3g}"
-        return f"{self.format} -> {self.path} ({diff} vs PyTorch)"
-
-
-def fold_batch_norm(layer: ConvBNAct) -> tuple[np.ndarray, np.ndarray]:
-    """Conv weights (OIHW) and bias with the eval-mode BatchNorm folded in, as TFLite stores
-    them; computed in float64 so folding adds no rounding of its own."""
-
-    def arr(t: torch.Tensor) -> np.ndarray:
-        return t.detach().cpu().numpy().astype(np.float64)
-
-    weight = arr(layer.conv.weight)
-    bias = arr(layer.conv.bias) if layer.conv.bias is not None else np.zeros(weight.shape[0])
-    bn = layer.bn
-    if isinstance(bn, nn.BatchNorm2d):
-        scale = arr(bn.weight) / np.sqrt(arr(bn.running_var) + bn.eps)
-        weight = weight * scale[:, None, None, None]
-        bias = (bias - arr(bn.running_mean)) * scale + arr(bn.bias)
-    return weight.astype(np.float32), bias.astype(np.float32)
-
-
-def input_sizes(model: nn.Module, image_size: tuple[int, int]) -> dict[nn.Module, tuple]:
-    """The NCHW input shape every submodule sees at `image_size`: static padding and pooling
-    windows for the exported graphs are fixed from it."""
-    shapes: dict[nn.Module, tuple] = {}
-
-    def hook(module: nn.Module, args: tuple, _: Any) -> None:
-        shapes.setdefault(module, tuple(args[0].shape))
-
-    hooks = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, *image_size))
-    finally:
-        for h in hooks:
-            h.remove()
-    return shapes
-
-
-def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics and affine terms and a wider classifier, in place: a
-    freshly built model has identity BatchNorm and ~0 logits, which would make an export
-    check pass whatever the folding or the graph got wrong."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def uniform(t: torch.Tensor, low: float, high: float) -> None:
-        t.data.copy_(torch.rand(t.shape, generator=generator) * (high - low) + low)
-
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            uniform(m.running_mean, -0.5, 0.5)
-            uniform(m.running_var, 0.5, 2.0)
-            uniform(m.weight, 0.5, 1.5)
-            uniform(m.bias, -0.5, 0.5)
-        elif isinstance(m, nn.Linear | nn.Conv2d) and m.bias is not None:
-            uniform(m.bias, -0.2, 0.2)
-    classifier = getattr(model, "classifier", None)
-    if isinstance(classifier, nn.Linear):
-        classifier.weight.data.normal_(0.0, 0.3, generator=generator)
-    return model.eval()
-
-
-def example_input(image_size: tuple[int, int], batch: int = 1, seed: int = 0) -> torch.Tensor:
-    """A reproducible NCHW batch in [-1, 1], the model's input range."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(batch, 3, *image_size, generator=generator) * 2 - 1
-
-
-def max_abs_diff(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"output shapes differ: {a.shape} vs {b.shape}")
-    return float(np.max(np.abs(a - b)))
-
-
-def reference_output(model: nn.Module, x: torch.Tensor, softmax: bool) -> np.ndarray:
-    """PyTorch's answer for the check after an export."""
-    with torch.inference_mode():
-        out = model.eval()(x)
-    return (out.softmax(-1) if softmax else out).numpy()
 
 
 def export(model: nn.Module, path: str | os.PathLike, format: str, **options: Any) -> ExportResult:
@@ -140,6 +59,33 @@ def export(model: nn.Module, path: str | os.PathLike, format: str, **options: An
         raise ValueError(f"unknown export format {format!r}: expected one of {', '.join(FORMATS)}")
     exporter: Callable[..., ExportResult] = __getattr__(f"export_{format}")
     return exporter(model, path, **options)
+
+
+def engine_sources(model_or_path: ModelOrPath, engines: Iterable[str], folder: Path,
+                   image_size: tuple[int, int]) -> dict[str, ModelOrPath]:  # fmt: skip
+    """What each engine runs: a path as given; a module as is for the torch engines, exported
+    (unchecked, free batch) into `folder` once per file format for the others."""
+    sources: dict[str, ModelOrPath] = {}
+    for engine in engines:
+        fmt = FILE_FORMAT.get(engine)
+        if fmt is None or not isinstance(model_or_path, nn.Module):
+            sources[engine] = model_or_path
+            continue
+        path = folder / f"model.{fmt}"
+        if not path.exists():
+            export(model_or_path, path, fmt, image_size=image_size, dynamic_batch=True,
+                   check=False)  # fmt: skip
+        sources[engine] = path
+    return sources
+
+
+def export_runner(kind: str, model_or_path: ModelOrPath, *,
+                  image_size: tuple[int, int] = (224, 224), **options: Any) -> Runner:  # fmt: skip
+    """`make_runner` that also takes a module for an engine running files: the module is
+    exported to a temp folder kept for the runner's life (the process)."""
+    folder = Path(tempfile.mkdtemp(prefix="mobilenetv3-runner-"))
+    source = engine_sources(model_or_path, [kind], folder, tuple(image_size))[kind]
+    return make_runner(kind, source, image_size=image_size, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -10,13 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mobilenetv3.export import (
-    ExportResult,
-    atomic_output,
-    example_input,
-    max_abs_diff,
-    reference_output,
-)
+from mobilenetv3.atomic import atomic_output
+from mobilenetv3.export.check import ExportResult, example_input, max_abs_diff, reference_output
 
 
 def export_pt2(

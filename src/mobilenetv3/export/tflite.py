@@ -25,15 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core import layers
-from mobilenetv3.export import (
-    ExportResult,
-    atomic_output,
-    example_input,
-    fold_batch_norm,
-    max_abs_diff,
-    reference_output,
-)
+from mobilenetv3.core.deploy import fold_batch_norm
+from mobilenetv3.export.check import ExportResult, example_input, max_abs_diff, reference_output
 from mobilenetv3.tflite.model import Model
 from mobilenetv3.tflite.writer import serialize
 

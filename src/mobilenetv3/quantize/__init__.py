@@ -37,9 +37,9 @@ from mobilenetv3.quantize.files import (
     Int8FileError,
     Int8Model,
     int8_forward,
+    int8_model_info,
     int8_runner,
     is_quantized_file,
-    load_int8,
     runs_only_in_engine,
 )
 
@@ -64,7 +64,7 @@ __all__ = [
     "int8_runner",
     "is_quantized_file",
     "load_batch",
-    "load_int8",
+    "int8_model_info",
     "quantize_model",
     "quantize_folder",
     "runs_only_in_engine",

@@ -16,10 +16,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from mobilenetv3.runtime.engines import LiteRTRunner, OnnxRuntimeRunner, Runner
+from mobilenetv3.runtime.engines import Runner, load_program, make_runner
 
 METADATA_KEY = "mobilenetv3"  # ONNX metadata_props key; pt2 extra file name
 ENGINE_OF = {".onnx": ("onnxruntime",), ".pt2": ("torch", "torch_compile"), ".tflite": ("litert",)}
@@ -87,14 +86,6 @@ def runs_only_in_engine(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in (".onnx", ".pt2") and is_quantized_file(path)
 
 
-def load_program(path: str | os.PathLike, **kwargs: Any) -> Any:
-    """`torch.export.load` of an int8 .pt2: its graph calls `quantized_decomposed` ops, which
-    exist only once their defining module is imported (a fresh process fails without it)."""
-    import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers the Q/DQ ops)
-
-    return torch.export.load(str(path), **kwargs)
-
-
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON note of a file this package wrote ({} for other files)."""
     path = Path(path)
@@ -110,7 +101,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return {}
 
 
-def load_int8(path: str | os.PathLike) -> Int8Model:
+def int8_model_info(path: str | os.PathLike) -> Int8Model:
     """The `Int8Model` for an int8 file (variant and preprocessing from its note)."""
     path = Path(path)
     if not path.is_file():
@@ -119,32 +110,6 @@ def load_int8(path: str | os.PathLike) -> Int8Model:
     info = {k: note[k] for k in ("preprocess", "labels") if k in note}
     info |= {"source": str(path), "format": f"int8 {path.suffix.lstrip('.')}"}
     return Int8Model(path, int(note.get("num_classes", 1001)), note.get("variant", path.stem), info)
-
-
-class ExportedProgramRunner(Runner):
-    """A .pt2 program (PT2E int8 or float) run eagerly, or through inductor with `compile`:
-    inductor fuses the quantize/dequantize pairs into int8 kernels; eager runs them as is."""
-
-    kind = "torch"
-
-    def __init__(self, program_or_path: Any, threads: int, compile: bool = False,
-                 example: np.ndarray | None = None) -> None:  # fmt: skip
-        super().__init__(threads)
-        program = program_or_path
-        if isinstance(program_or_path, str | os.PathLike):
-            program = load_program(program_or_path)
-        self.module = program.module() if hasattr(program, "module") else program
-        if compile:
-            self.kind = "torch_compile"
-            self.module = torch.compile(self.module, dynamic=False)
-            if example is not None:
-                self(example)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
-        with torch.no_grad():
-            return self.module(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
 
 
 def int8_runner(
@@ -164,12 +129,7 @@ def int8_runner(
     if engine not in engines:
         raise Int8FileError(f"{path.name} runs in {' or '.join(engines)}, not {engine}: "
                             f"use --engine {engines[0]}")  # fmt: skip
-    if engine == "onnxruntime":
-        return OnnxRuntimeRunner(path, threads)
-    if engine == "litert":
-        return LiteRTRunner(path, threads)
-    example = np.zeros((batch_size, 3, *image_size), np.float32)
-    return ExportedProgramRunner(path, threads, engine == "torch_compile", example)
+    return make_runner(engine, path, threads=threads, batch_size=batch_size, image_size=image_size)
 
 
 def int8_forward(engine: str, path: str | os.PathLike, threads: int | None, batch: int,

@@ -104,7 +104,7 @@ def quantize_onnx_file(
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from mobilenetv3.export import atomic_output
+    from mobilenetv3.atomic import atomic_output
 
     # images are cut into whole batches so the strided (chunked) collection divides evenly
     usable = len(images) // BATCH * BATCH
@@ -129,7 +129,7 @@ def quantize_onnx_file(
 
 
 def _add_note(model, note: dict) -> None:
-    """Store the JSON note `files.load_int8` reads (variant, classes, calibration)."""
+    """Store the JSON note `files.int8_model_info` reads (variant, classes, calibration)."""
     import json
 
     from mobilenetv3.quantize.files import METADATA_KEY

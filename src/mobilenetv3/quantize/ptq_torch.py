@@ -37,6 +37,9 @@ from torch import nn
 from torch.ao.quantization import QConfig, QConfigMapping, get_default_qconfig_mapping
 from torch.ao.quantization.observer import HistogramObserver
 
+from mobilenetv3.atomic import atomic_output
+from mobilenetv3.core.deploy import SlimGate, StaticConv, deploy_graph
+
 BATCH = 16
 PERCENTILE = 99.999
 
@@ -100,9 +103,7 @@ class _Traceable(nn.Module):
 
 def traceable_graph(model: nn.Module, image_size: tuple[int, int]) -> nn.Module:
     """The deployment graph with every autograd.Function replaced by traceable modules."""
-    from mobilenetv3.export.onnx import SlimGate, StaticConv, export_graph
-
-    graph = export_graph(model, image_size)
+    graph = deploy_graph(model, image_size)
     for parent in list(graph.modules()):
         for name, child in parent.named_children():
             if isinstance(child, StaticConv):
@@ -168,8 +169,7 @@ def quantize_graph_module(model: nn.Module, images: np.ndarray,
 
 def save_program(module: nn.Module, output: str | os.PathLike, example: torch.Tensor,
                  note: dict) -> Path:  # fmt: skip
-    """Export with a free batch dimension; save with the JSON note `files.load_int8` reads."""
-    from mobilenetv3.export import atomic_output
+    """Export with a free batch dimension; save with the JSON note `files.int8_model_info` reads."""
     from mobilenetv3.quantize.files import METADATA_KEY
 
     batch = {"x": {0: torch.export.Dim("batch", min=1, max=1024)}}

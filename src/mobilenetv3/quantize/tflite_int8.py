@@ -40,7 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mobilenetv3.export import ExportResult, atomic_output, max_abs_diff, reference_output
+from mobilenetv3.atomic import atomic_output
+from mobilenetv3.export.check import ExportResult, max_abs_diff, reference_output
 from mobilenetv3.export.tflite import build_graph
 from mobilenetv3.tflite.interpreter.ops_float import run_float
 from mobilenetv3.tflite.model import Model, Operator, Quantization, Tensor

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mobilenetv3.runtime.engines import Runner, TorchRunner, make_runner
+from mobilenetv3.runtime.engines import Runner, TorchRunner
 
 FLOAT_ORDER = ("onnxruntime", "litert", "torch")
 MODULE_OF = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert"}
@@ -50,6 +50,7 @@ def float_candidates(device: torch.device) -> tuple[str, ...]:
 def auto_runner(model: Any, weights: str | None, *, threads: int, batch_size: int,
                 image_size: tuple[int, int], device: torch.device) -> Runner:  # fmt: skip
     """An int8 file in its engine; a float model in the fastest engine agreeing with torch."""
+    from mobilenetv3.export import export_runner  # exports the model for a file engine
     from mobilenetv3.quantize import int8_runner
     from mobilenetv3.quantize.files import ENGINE_OF, is_quantized_file
 
@@ -64,7 +65,7 @@ def auto_runner(model: Any, weights: str | None, *, threads: int, batch_size: in
     for engine in float_candidates(device):
         if engine == "torch":
             return torch_runner(model, device, threads, image_size)
-        runner = make_runner(engine, model, **options)
+        runner = export_runner(engine, model, **options)
         if (difference := probe_difference(runner, model, image_size)) <= TOLERANCE:
             return runner
         print(f"auto: {engine} differs from torch by {difference:.1e} (> {TOLERANCE}); "

@@ -13,11 +13,14 @@
 - `onnxruntime`: ONNX Runtime, CPU execution provider, `threads` intra-op threads.
 - `litert`: the LiteRT interpreter (XNNPACK delegate by default) with `num_threads=threads`.
   Takes our float export or an official .tflite; uint8 files get the input quantized with the
-  file's scale/zero point and the output dequantized. Input is transposed to NHWC inside.
+  file's scale/zero point (`quantize_input`: halves to even, as LiteRT's default QUANTIZE)
+  and the output dequantized. Input is transposed to NHWC inside.
 
-`model_or_path` is an `nn.Module` (a `mobilenetv3` model), or a path: `.onnx` for
-onnxruntime, `.tflite` for litert, any weights file `create_model` reads for the torch kinds.
-Given a module, the onnxruntime and litert runners export it to a temporary file first.
+`model_or_path` is a path: `.onnx` for onnxruntime, `.tflite` for litert, a `.pt2` program
+(float or int8: `ExportedProgramRunner`) or any weights file `create_model` reads for the torch
+kinds; or, for the torch kinds, an `nn.Module`. Engines run files and deployment graphs and
+never import an exporter (the exporters check their files through them):
+`mobilenetv3.export.export_runner` exports a module first for onnxruntime and litert.
 
 `runner.output` says what the rows are: "logits", or "probabilities" where the file ends in a
 softmax (the official .tflite files). Argmax (top-1) is the same either way; official files
@@ -25,18 +28,12 @@ and our exports of 1001-class models both put background at index 0.
 `runner.threads` is the thread count; torch's is process-wide, so torch runners set it on
 every call where it differs.
 
-Latency: `benchmark(model_or_path, engines, threads=[1, 2], batch_size=1)` returns one row per
-(engine, threads) with median/p90 ms and images/s, timing the engines round-robin so they
-share the same background load; `format_table(rows)` prints them with the ratio to the fastest
-engine of each model and thread count (`mobilenetv3 benchmark`, benchmarks/latency.py).
+Latency (timing runners round-robin): `runtime.latency`.
 """
 
 from __future__ import annotations
 
-import copy
 import os
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +41,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from mobilenetv3.core.deploy import deploy_graph
+from mobilenetv3.core.model import MobileNet
+
 KINDS = ("torch", "torch_compile", "onnxruntime", "litert")
+FILE_FORMAT = {"onnxruntime": "onnx", "litert": "tflite"}  # the file each such engine runs
 
 ModelOrPath = nn.Module | str | os.PathLike
 
@@ -74,12 +75,9 @@ class TorchRunner(Runner):
 
     def __init__(self, model: nn.Module, threads: int, image_size: tuple[int, int],
                  batch_size: int = 1, compile: bool = False) -> None:  # fmt: skip
-        from mobilenetv3.core.model import MobileNet
-        from mobilenetv3.export.onnx import export_graph
-
         super().__init__(threads)
         self.image_size = tuple(image_size)
-        graph = export_graph(model, self.image_size) if isinstance(model, MobileNet) else model
+        graph = deploy_graph(model, self.image_size) if isinstance(model, MobileNet) else model
         self.model = graph.eval().to(memory_format=torch.channels_last)
         if compile:
             self.kind = "torch_compile"
@@ -168,15 +166,20 @@ class LiteRTRunner(Runner):
         return _dequantize(self.interpreter.get_tensor(self.out["index"]), self.out)
 
 
-def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    """Float input into a quantized file's input type, rounded as the LiteRT kernels this
-    runner runs round it in a QUANTIZE (halves to even, then the zero point added)."""
-    if detail["dtype"] == np.float32:
-        return x
+def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype: type) -> np.ndarray:
+    """Float input as a quantized file's codes (real = (q - zero_point) * scale), rounded as the
+    LiteRT kernels this runner runs round a QUANTIZE: halves to even, then the zero point added
+    (measured against LiteRT; its reference kernels round halves away from zero instead)."""
     from mobilenetv3.tflite.interpreter.fixedpoint import quantize
 
+    return quantize(x, scale, zero_point, dtype, rounding="even")
+
+
+def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return x
     scale, zero = detail["quantization"]
-    return quantize(x, scale, zero, detail["dtype"], rounding="even")
+    return quantize_input(x, scale, zero, detail["dtype"])
 
 
 def _dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
@@ -194,17 +197,55 @@ def _as_model(model_or_path: ModelOrPath) -> nn.Module:
     return create_model(weights=model_or_path)
 
 
-def _as_file(model_or_path: ModelOrPath, fmt: str, image_size: tuple[int, int]) -> Path:
-    """The path itself, or the module exported (unchecked) to a temp file kept for the runner."""
-    if not isinstance(model_or_path, nn.Module):
-        return Path(model_or_path)
-    from mobilenetv3.export import export
+def load_program(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """`torch.export.load` of a .pt2: an int8 program calls `quantized_decomposed` ops, which
+    exist only once their defining module is imported (a fresh process fails without it)."""
+    import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers the Q/DQ ops)
 
-    folder = Path(tempfile.mkdtemp(prefix="mobilenetv3-runner-"))
-    options = {"dynamic_batch": True} if fmt == "onnx" else {}
-    path = folder / f"model.{fmt}"
-    export(model_or_path, path, fmt, image_size=image_size, check=False, **options)
-    return path
+    return torch.export.load(str(path), **kwargs)
+
+
+class ExportedProgramRunner(Runner):
+    """A .pt2 program (PT2E int8 or float) run eagerly, or through inductor with `compile`:
+    inductor fuses the quantize/dequantize pairs into int8 kernels; eager runs them as is."""
+
+    kind = "torch"
+
+    def __init__(self, program_or_path: Any, threads: int, compile: bool = False,
+                 example: np.ndarray | None = None) -> None:  # fmt: skip
+        super().__init__(threads)
+        program = program_or_path
+        if isinstance(program_or_path, str | os.PathLike):
+            program = load_program(program_or_path)
+        self.module = program.module() if hasattr(program, "module") else program
+        if compile:
+            self.kind = "torch_compile"
+            self.module = torch.compile(self.module, dynamic=False)
+            if example is not None:
+                self(example)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.no_grad():
+            return self.module(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+
+
+def _torch_runner(kind: str, source: ModelOrPath, threads: int, image_size: tuple[int, int],
+                  batch_size: int) -> Runner:  # fmt: skip
+    """A .pt2 program as it is; a module or weights file on its deployment graph."""
+    compile = kind == "torch_compile"
+    if not isinstance(source, nn.Module) and Path(source).suffix.lower() == ".pt2":
+        example = np.zeros((batch_size, 3, *image_size), np.float32)
+        return ExportedProgramRunner(source, threads, compile, example)
+    return TorchRunner(_as_model(source), threads, image_size, batch_size, compile=compile)
+
+
+def _file(kind: str, source: ModelOrPath) -> Path:
+    if isinstance(source, nn.Module):
+        raise ValueError(f"{kind} runs a .{FILE_FORMAT[kind]} file, not a module: export it "
+                         "first (mobilenetv3.export.export_runner does both)")  # fmt: skip
+    return Path(source)
 
 
 def make_runner(
@@ -219,104 +260,9 @@ def make_runner(
     threads = threads or os.cpu_count() or 1
     image_size = tuple(image_size)
     if kind in ("torch", "torch_compile"):
-        return TorchRunner(_as_model(model_or_path), threads, image_size, batch_size,
-                           compile=kind == "torch_compile")  # fmt: skip
+        return _torch_runner(kind, model_or_path, threads, image_size, batch_size)
     if kind == "onnxruntime":
-        return OnnxRuntimeRunner(_as_file(model_or_path, "onnx", image_size), threads)
+        return OnnxRuntimeRunner(_file(kind, model_or_path), threads)
     if kind == "litert":
-        return LiteRTRunner(_as_file(model_or_path, "tflite", image_size), threads)
+        return LiteRTRunner(_file(kind, model_or_path), threads)
     raise ValueError(f"unknown engine {kind!r}: expected one of {', '.join(KINDS)}")
-
-
-# -- latency ------------------------------------------------------------------------------------
-
-
-def time_runners(runners: list[Runner], x: np.ndarray, *, warmup: int = 5,
-                 iters: int = 30) -> list[dict]:  # fmt: skip
-    """Median and p90 wall time (ms) per runner, timed round-robin (one call of each in turn)
-    after `warmup` untimed calls each, so every engine sees the same background load."""
-    for runner in runners:
-        for _ in range(warmup):
-            runner(x)
-    times: list[list[float]] = [[] for _ in runners]
-    for _ in range(iters):
-        for runner, samples in zip(runners, times, strict=True):
-            start = time.perf_counter()
-            runner(x)
-            samples.append((time.perf_counter() - start) * 1e3)
-    return [{"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)),
-             "iters": iters} for t in times]  # fmt: skip
-
-
-def _files_for(model: nn.Module, engines: list[str], image_size: tuple, folder: Path) -> dict:
-    """Export once per model (dynamic batch), shared by every thread count."""
-    from mobilenetv3.export import export
-
-    formats = {"onnxruntime": "onnx", "litert": "tflite"}
-    files = {}
-    for engine in engines:
-        if engine in formats:
-            path = folder / f"model.{formats[engine]}"
-            export(model, path, formats[engine], image_size=image_size, dynamic_batch=True,
-                   check=False)  # fmt: skip
-            files[engine] = path
-    return files
-
-
-def _runners(source: dict[str, ModelOrPath], engines: list[str], threads: list[int],
-             batch_size: int, image_size: tuple) -> list[Runner]:  # fmt: skip
-    """A runner per (engine, threads); torch runners share one model (and one compile)."""
-    runners = []
-    for engine in engines:
-        base = None
-        for n in threads:
-            if base is not None and engine in ("torch", "torch_compile"):
-                runner = copy.copy(base)  # torch sets its thread count per call
-                runner.threads = n
-            else:
-                runner = make_runner(engine, source[engine], threads=n, batch_size=batch_size,
-                                     image_size=image_size)  # fmt: skip
-            base = base or runner
-            runners.append(runner)
-    return runners
-
-
-def benchmark(
-    model_or_path: ModelOrPath,
-    engines: list[str] | tuple[str, ...] = KINDS,
-    *,
-    threads: list[int] | tuple[int, ...] = (1,),
-    batch_size: int = 1,
-    image_size: tuple[int, int] = (224, 224),
-    warmup: int = 5,
-    iters: int = 30,
-) -> list[dict]:
-    """One row per (engine, threads): median/p90 ms of a `batch_size` batch, images/s."""
-    image_size, engines, threads = tuple(image_size), list(engines), list(threads)
-    x = np.random.default_rng(0).uniform(-1, 1, (batch_size, 3, *image_size)).astype(np.float32)
-    with tempfile.TemporaryDirectory(prefix="mobilenetv3-bench-") as tmp:
-        source = dict.fromkeys(engines, model_or_path)
-        if isinstance(model_or_path, nn.Module):
-            source |= _files_for(model_or_path, engines, image_size, Path(tmp))
-        runners = _runners(source, engines, threads, batch_size, image_size)
-        timings = time_runners(runners, x, warmup=warmup, iters=iters)
-    return [{"engine": r.kind, "threads": r.threads, "batch": batch_size, **t,
-             "images_per_s": batch_size * 1e3 / t["median_ms"]}
-            for r, t in zip(runners, timings, strict=True)]  # fmt: skip
-
-
-def format_table(rows: list[dict], group: tuple[str, ...] = ("model", "threads")) -> str:
-    """Rows as text: median and p90 ms, and each row's median over the fastest of its group."""
-    best: dict[tuple, float] = {}
-    for r in rows:
-        key = tuple(r.get(k) for k in group)
-        best[key] = min(best.get(key, float("inf")), r["median_ms"])
-    head = f"{'model':<30} {'engine':<22} {'thr':>3} {'batch':>5} {'median':>9} {'p90':>9} " \
-           f"{'img/s':>8} {'x fastest':>9}"  # fmt: skip
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        ratio = r["median_ms"] / best[tuple(r.get(k) for k in group)]
-        lines.append(f"{r.get('model', ''):<30} {r['engine']:<22} {r['threads']:>3} "
-                     f"{r['batch']:>5} {r['median_ms']:>8.2f}ms {r['p90_ms']:>7.2f}ms "
-                     f"{r['images_per_s']:>8.1f} {ratio:>8.2f}x")  # fmt: skip
-    return "\n".join(lines)

@@ -36,16 +36,6 @@ def model_labels(model: nn.Module) -> list[str]:
     return [str(i) for i in range(model.num_classes)]
 
 
-def torch_forward(model: nn.Module) -> Forward:
-    model.eval()
-
-    def forward(images: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return model(images)
-
-    return forward
-
-
 def evaluate(
     forward: Forward,
     samples: Sequence[tuple[Path, int]],

@@ -1,5 +1,5 @@
-"""Training data: ImageFolder listing, Inception-style and RandAugment-lite augmentation, a
-sampler that can resume mid-epoch.
+"""Training data: ImageFolder listing (loaded by `data.datasets.ImageDataset`), Inception-style
+and RandAugment-lite augmentation, a sampler that can resume mid-epoch.
 
 Why every random choice comes from a per-sample generator seeded by (seed, epoch, index): the
 augmentation of a sample is then the same whichever process, worker or resumed run draws it,
@@ -19,32 +19,26 @@ from PIL import Image, ImageEnhance, ImageOps
 from torch.utils.data import Dataset, DistributedSampler
 
 from mobilenetv3.data import preprocess as pp
+from mobilenetv3.data.datasets import IMAGE_SUFFIXES, DatasetError, image_files
 from mobilenetv3.train.config import TrainConfig
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 Sample = tuple[str, int]
-
-
-class DataError(ValueError):
-    """A dataset folder that cannot be trained on."""
 
 
 def list_image_folder(root: str | Path) -> tuple[list[Sample], list[str]]:
     """(path, label) for every image under `root/<class>/`, labels = sorted class folder names."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"dataset folder not found: {root}")
+        raise DatasetError(f"dataset folder not found: {root}")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise DataError(f"{root} has no class sub-folders (expected ImageFolder: root/<class>/*)")
-    samples = [
-        (str(path), label)
-        for label, name in enumerate(classes)
-        for path in sorted((root / name).rglob("*"))
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
-    ]
+        raise DatasetError(f"{root} has no class sub-folders (expected ImageFolder: "
+                           "root/<class>/*)")  # fmt: skip
+    samples = [(str(path), label) for label, name in enumerate(classes)
+               for path in image_files(root / name)]  # fmt: skip
     if not samples:
-        raise DataError(f"{root} holds no images ({', '.join(IMAGE_EXTENSIONS)}) in {classes[:5]}")
+        raise DatasetError(f"{root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
+                           f"{classes[:5]}")  # fmt: skip
     return samples, classes
 
 
@@ -52,11 +46,6 @@ def to_unit_float(arr: np.ndarray) -> torch.Tensor:
     """HWC uint8 -> CHW float32 in [0, 1] (times float32(1/255), as TF's convert_image_dtype)."""
     t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).to(torch.float32)
     return t.mul_(np.float32(1.0 / 255.0).item())
-
-
-def sample_rng(seed: int, epoch: int, index: int) -> random.Random:
-    """The generator of one sample's augmentation in one epoch."""
-    return random.Random(f"{seed}/{epoch}/{index}")
 
 
 # -- Inception-style (slim inception_preprocessing.preprocess_for_train) -------------------------
@@ -194,7 +183,8 @@ def eval_preset(config: TrainConfig) -> pp.Preprocess:
     presets = {"slim_eval": pp.SLIM_EVAL, "slim_eval_tf1": pp.SLIM_EVAL_TF1,
                "timm_imagenet": pp.TIMM_IMAGENET}  # fmt: skip
     if config.eval_preprocess not in presets:
-        raise DataError(f"eval_preprocess {config.eval_preprocess!r}: not one of {list(presets)}")
+        raise DatasetError(f"eval_preprocess {config.eval_preprocess!r}: not one of "
+                           f"{list(presets)}")  # fmt: skip
     size = config.image_size
     return presets[config.eval_preprocess].replace(image_size=(size, size))
 
@@ -228,31 +218,6 @@ class TrainTransform:
             crop = rand_augment(crop, rng, c.randaugment_ops, c.randaugment_magnitude)
             x = to_unit_float(np.asarray(crop))
         return (x - self.mean) / self.std
-
-
-class ImageFolderDataset(Dataset):
-    """(image, label) pairs; `transform(img, rng)` with a generator fixed by (seed, epoch, index).
-
-    `transform=None` gives the deterministic evaluation preprocessing `preset`.
-    """
-
-    def __init__(self, samples: list[Sample], transform: TrainTransform | None,
-                 preset: pp.Preprocess, seed: int = 0) -> None:  # fmt: skip
-        self.samples, self.transform, self.preset, self.seed = samples, transform, preset, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[index]
-        img = pp.load_image(path)
-        if self.transform is None:
-            return pp.preprocess_image(img, self.preset), label
-        return self.transform(img, sample_rng(self.seed, self.epoch, index)), label
 
 
 class ResumableSampler(DistributedSampler):
