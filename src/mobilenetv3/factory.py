@@ -12,7 +12,7 @@ from mobilenetv3.core.model import FeatureExtractor, MobileNet
 
 
 def list_models(task: str = "classification") -> list[str]:
-    """The named models of a task: "classification", "detection"."""
+    """The named models of a task: "classification", "detection", "segmentation"."""
     models = {"classification": specs.NAMED_VARIANTS, **heads.TASK_MODELS}
     if task not in models:
         raise ValueError(f"unknown task {task!r}: expected one of {', '.join(models)}")
@@ -50,7 +50,7 @@ def create_model(
         if name is None:
             raise ValueError("create_model needs a model name or weights to infer it from; "
                              f"known names: {', '.join(list_models())}")  # fmt: skip
-        if heads.parse_name(name, depth_multiplier):  # a detection model (1001: the default)
+        if heads.parse_name(name, depth_multiplier):  # a head model (1001: the default)
             return heads.build(name, num_classes=None if num_classes == 1001 else num_classes,
                                depth_multiplier=depth_multiplier)  # fmt: skip
         model = build(name, num_classes=num_classes, depth_multiplier=depth_multiplier,

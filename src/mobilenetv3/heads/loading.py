@@ -1,4 +1,5 @@
-"""Head checkpoints (TF Object Detection's SSDLite): the model inferred from names and shapes."""
+"""Head checkpoints (TF Object Detection's SSDLite, DeepLab's LR-ASPP): the model inferred from
+the variables' names and shapes, then loaded through the slim name map."""
 
 from __future__ import annotations
 
@@ -8,54 +9,72 @@ import numpy as np
 import torch
 
 from mobilenetv3.core.naming import slim_names, slim_shape
-from mobilenetv3.heads.specs import SSDLITE, parse_name
+from mobilenetv3.heads import build
+from mobilenetv3.heads.lraspp import LRASPP
+from mobilenetv3.heads.specs import HEADS, SSDLiteSpec, parse_name
 from mobilenetv3.heads.ssdlite import SSDLite
 from mobilenetv3.weights.loading import WeightsError, load_slim_state, slim_state_shapes
 
-_MULTIPLIERS = (0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-_CLASS_BIASES = "BoxPredictor_0/ClassPredictor/biases"
+_MULTIPLIERS = (0.25, 0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+_CLASS_BIASES = {SSDLiteSpec: "BoxPredictor_0/ClassPredictor/biases"}
+_SEGMENTATION_BIASES = "decoder/decoder_conv0/biases"
+_LAST_CONV = "MobilenetV3/Conv_1/weights"  # its width gives the multiplier's first guess
 
 
 def is_head_state(state: dict[str, np.ndarray]) -> bool:
-    """A detection checkpoint: its variables include the box predictors."""
-    return _CLASS_BIASES in state
+    """A detection or segmentation checkpoint: it has a head's class layer."""
+    return any(name in state for name in (*_CLASS_BIASES.values(), _SEGMENTATION_BIASES))
 
 
 @cache
-def _shapes(family: str, multiplier: float, num_classes: int) -> dict[str, tuple[int, ...]]:
+def _kernel_shapes(family: str, multiplier: float, classes: int) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
-        model = SSDLite(SSDLITE[family], multiplier, num_classes)
+        model = build(family, num_classes=classes, depth_multiplier=multiplier)
     state = model.state_dict()
-    return {s: slim_shape(tuple(state[k].shape), s) for s, k in slim_names(model).items()}
+    return {
+        slim: slim_shape(tuple(state[key].shape), slim)
+        for slim, key in slim_names(model).items()
+        if slim.endswith("weights")
+    }
 
 
-def infer_ssdlite(shapes: dict[str, tuple[int, ...]]) -> tuple[str, float, int]:
-    """(family, depth multiplier, num_classes) whose variables have exactly these shapes."""
-    per_location = SSDLITE["ssdlite_v3_large"].anchors.per_location()[0]
-    num_classes = shapes[_CLASS_BIASES][0] // per_location - 1
+def _num_classes(family: str, shapes: dict[str, tuple[int, ...]]) -> int | None:
+    spec = HEADS[family]
+    biases = shapes.get(_CLASS_BIASES.get(type(spec), _SEGMENTATION_BIASES))
+    if biases is None:
+        return None
+    if isinstance(spec, SSDLiteSpec):  # boxes of the first map x (classes + background)
+        return biases[0] // spec.anchors.per_location()[0] - 1
+    return biases[0]
+
+
+def infer_head(shapes: dict[str, tuple[int, ...]]) -> tuple[str, float, int]:
+    """(family, depth multiplier, num_classes) whose kernels have exactly these shapes."""
     wanted = {k: v for k, v in shapes.items() if k.endswith("weights")}
-    stem = wanted.get("FeatureExtractor/MobilenetV3/Conv_1/weights", (0,))[-1]
-    for family in SSDLITE:
-        base = _shapes(family, 1.0, num_classes)
-        ratio = stem / base.get("FeatureExtractor/MobilenetV3/Conv_1/weights", (1,))[-1]
-        guesses = sorted({*_MULTIPLIERS, round(ratio, 2)}, key=lambda m: abs(m - ratio))
-        for multiplier in guesses:
-            have = {k: v for k, v in _shapes(family, multiplier, num_classes).items()
-                    if k.endswith("weights")}  # fmt: skip
-            if have == wanted:
-                return family, multiplier, num_classes
+    width = next((v[-1] for k, v in wanted.items() if k.endswith(_LAST_CONV)), 0)
+    for family in HEADS:
+        classes = _num_classes(family, shapes)
+        if classes is None:
+            continue
+        base = _kernel_shapes(family, 1.0, classes)
+        ratio = width / next(v[-1] for k, v in base.items() if k.endswith(_LAST_CONV))
+        usual = sorted(_MULTIPLIERS, key=lambda m: abs(m - ratio))  # before the ratio itself:
+        for multiplier in [*usual, round(ratio, 2)]:  # 0.35 and 0.36 can give equal widths
+            if _kernel_shapes(family, multiplier, classes) == wanted:
+                return family, multiplier, classes
     raise WeightsError(
-        "the detection checkpoint matches no SSDLite model (ssd_mobilenet_v3_large/small at "
-        f"multipliers {_MULTIPLIERS} or its own width ratio); first names: {sorted(wanted)[:3]}"
+        f"the checkpoint matches no head model ({', '.join(HEADS)} at multipliers "
+        f"{_MULTIPLIERS} or its own width ratio); first names: {sorted(wanted)[:3]}"
     )
 
 
-def load_head(state: dict[str, np.ndarray], source: str, name: str | None = None) -> SSDLite:
-    """Build the SSDLite the checkpoint was made for (`name` must agree) and load it."""
-    family, multiplier, num_classes = infer_ssdlite(slim_state_shapes(state))
+def load_head(state: dict[str, np.ndarray], source: str, name: str | None = None
+              ) -> SSDLite | LRASPP:  # fmt: skip
+    """Build the head model the checkpoint was made for (`name` must agree) and load it."""
+    family, multiplier, classes = infer_head(slim_state_shapes(state))
     if name is not None and parse_name(name) != (family, multiplier):
         raise WeightsError(f"{source} holds {family}_{multiplier:g} weights, not {name}")
-    model = SSDLite(SSDLITE[family], multiplier, num_classes)
+    model = build(family, num_classes=classes, depth_multiplier=multiplier)
     model.load_report = load_slim_state(model, state, source=source)  # type: ignore[arg-type]
     model.pretrained_info = {"source": source, "format": "tf_checkpoint"}
     return model.eval()

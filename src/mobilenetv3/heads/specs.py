@@ -3,6 +3,8 @@
 SSDLite: TF Object Detection's `ssd_mobilenet_v3_{large,small}` (the feature extractor
 `models/ssd_mobilenet_v3_feature_extractor.py` and the zoo configs
 `samples/configs/ssdlite_mobilenet_v3_{large,small}_320x320_coco.config`).
+LR-ASPP: DeepLab's `mobilenet_v3_{large,small}_seg` with the model zoo's mobilenet v3 flags
+(`research/deeplab/g3doc/model_zoo.md`; `model.py`, `core/feature_extractor.py`).
 """
 
 from __future__ import annotations
@@ -55,7 +57,40 @@ SSDLITE: dict[str, SSDLiteSpec] = {
     ),
 }
 
-DETECTION_MODELS: tuple[str, ...] = ("ssdlite_v3_large_1.0", "ssdlite_v3_small_1.0")
+
+
+@dataclass(frozen=True)
+class LRASPPSpec:
+    """LR-ASPP (paper figure 10) as DeepLab builds it at output stride 32.
+
+    The `high` map (the backbone's last) goes through a 1x1 conv + BN + ReLU (`aspp0`), gated
+    by the image-level branch: average pooling of `pooling_crop` / 32 pixels with stride
+    `pooling_stride` (VALID), a 1x1 conv with biases, slim's hard sigmoid, bilinear resize back
+    (align_corners). Decoder (sum merge, output is logits): that product resized to the stride-8
+    `low` map, a 1x1 conv to the classes, plus a 1x1 projection of `low`. BatchNorm eps 1e-5.
+    """
+
+    backbone: str  # a family of core/specs.py
+    low: str  # DeepLab's decoder end point at stride 8
+    high: str  # the final endpoint, stride 32
+    filters: int = 128  # aspp_convs_filters
+    num_classes: int = 19  # Cityscapes train ids
+    pooling_crop: tuple[int, int] = (769, 769)  # image_pooling_crop_size
+    pooling_stride: tuple[int, int] = (4, 5)  # image_pooling_stride
+    batch_norm_eps: float = 1e-5  # DeepLab's head; the backbone keeps slim's 1e-3
+    input_size: tuple[int, int] = (1025, 2049)  # the zoo's Cityscapes eval crop
+
+
+LRASPP: dict[str, LRASPPSpec] = {
+    "lraspp_v3_large": LRASPPSpec("v3_large_segmentation", "layer_7/depthwise_output", "layer_17"),
+    "lraspp_v3_small": LRASPPSpec("v3_small_segmentation", "layer_4/depthwise_output", "layer_13"),
+}
+
+HEADS: dict[str, SSDLiteSpec | LRASPPSpec] = {**SSDLITE, **LRASPP}
+TASK_MODELS: dict[str, tuple[str, ...]] = {
+    "detection": ("ssdlite_v3_large_1.0", "ssdlite_v3_small_1.0"),
+    "segmentation": ("lraspp_v3_large_1.0", "lraspp_v3_small_1.0"),
+}
 
 _NAME = re.compile(r"^(?P<family>[a-z0-9_]+?)(?:_(?P<dm>\d+(?:\.\d+)?))?$")
 
@@ -63,7 +98,7 @@ _NAME = re.compile(r"^(?P<family>[a-z0-9_]+?)(?:_(?P<dm>\d+(?:\.\d+)?))?$")
 def parse_name(name: str, depth_multiplier: float | None = None) -> tuple[str, float] | None:
     """`ssdlite_v3_large_0.5` -> ("ssdlite_v3_large", 0.5); None when not a head's name."""
     match = _NAME.match(name)
-    if not match or match["family"] not in SSDLITE:
+    if not match or match["family"] not in HEADS:
         return None
     named = float(match["dm"]) if match["dm"] else None
     if named is not None and depth_multiplier is not None and named != depth_multiplier:

@@ -6,12 +6,11 @@ import torch
 from torch import nn
 
 from mobilenetv3.core import specs as core_specs
-from mobilenetv3.core.layers import Bottleneck, ConvBNAct
+from mobilenetv3.core.layers import ConvBNAct
 from mobilenetv3.core.model import build_layers, check_input
 from mobilenetv3.heads import boxes
+from mobilenetv3.heads.endpoints import endpoint_channels, layer_number, run_endpoints
 from mobilenetv3.heads.specs import SSDLiteSpec
-
-EXPANSION = "/expansion_output"
 
 
 def _separable(in_channels: int, out_channels: int, *, scope: str, stride: int,
@@ -40,12 +39,11 @@ class SSDLite(nn.Module):
         self.num_classes = spec.num_classes if num_classes is None else num_classes
         self.variant = core_specs.Variant(spec.backbone, depth_multiplier, min_depth=spec.min_depth)
         layers, _ = build_layers(self.variant)
-        last = max(int(name.split("/")[0].removeprefix("layer_")) for name in spec.endpoints)
-        self.backbone = nn.Sequential(*layers[:last])
+        self.backbone = nn.Sequential(*layers[: max(map(layer_number, spec.endpoints))])
         for module in self.backbone.modules():
             if hasattr(module, "slim_scope"):
                 module.slim_scope = f"FeatureExtractor/{module.slim_scope}"
-        channels = [self._endpoint_channels(name) for name in spec.endpoints]
+        channels = [endpoint_channels(self.backbone, name) for name in spec.endpoints]
         base = spec.endpoints[-1]
         self.extra = nn.ModuleList()
         for index, depth in enumerate(spec.extra_depths, start=len(spec.endpoints)):
@@ -72,23 +70,10 @@ class SSDLite(nn.Module):
     def _depth(self, depth: float) -> int:
         return max(int(depth * self.variant.depth_multiplier), self.spec.min_depth)
 
-    def _endpoint_channels(self, name: str) -> int:
-        layer = self.backbone[int(name.split("/")[0].removeprefix("layer_")) - 1]
-        convs = [m for m in layer.modules() if isinstance(m, nn.Conv2d)]
-        return convs[0].out_channels if name.endswith(EXPANSION) else convs[-1].out_channels
-
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The six feature maps the predictors run on, NCHW."""
         check_input(x)
-        wanted, maps = dict.fromkeys(self.spec.endpoints), []
-        for i, layer in enumerate(self.backbone, start=1):
-            if f"layer_{i}{EXPANSION}" in wanted:
-                x, expanded = _run_tapping_expansion(layer, x)
-                maps.append(expanded)
-            else:
-                x = layer(x)
-            if f"layer_{i}" in wanted:
-                maps.append(x)
+        maps = list(run_endpoints(self.backbone, x, self.spec.endpoints).values())
         for extra in self.extra:
             maps.append(extra(maps[-1]))
         return maps
@@ -130,15 +115,6 @@ class SSDLite(nn.Module):
             out["detection_classes"][i, :n] = label + 1
             out["num_detections"][i] = n
         return out
-
-
-def _run_tapping_expansion(layer: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A bottleneck's output and its expansion conv's output (slim's `expansion_output`)."""
-    if not isinstance(layer, Bottleneck):
-        raise ValueError(f"{type(layer).__name__} has no expansion_output endpoint")
-    expanded = layer.block[0](x)
-    out = layer.block[1:](expanded)
-    return (out + x if layer.residual else out), expanded
 
 
 def _per_anchor(prediction: torch.Tensor, size: int) -> torch.Tensor:
