@@ -109,3 +109,14 @@ def test_named_model_builds_with_coco_classes() -> None:
 def test_name_that_disagrees_with_the_checkpoint_is_one_clear_error() -> None:
     with pytest.raises(WeightsError, match="holds ssdlite_v3_small_0.35 weights, not"):
         mobilenetv3.create_model("ssdlite_v3_large", weights=_checkpoint("ssdlite_v3_small"))
+
+
+def test_classification_checkpoint_under_a_head_name_is_one_clear_error(shared: Path) -> None:
+    checkpoint = shared / "reference" / "slim" / "v3_small_1.0" / "model.ckpt"
+    with pytest.raises(WeightsError, match="is a classification checkpoint"):
+        mobilenetv3.create_model("ssdlite_v3_small", weights=checkpoint)
+
+
+def test_classification_options_on_a_head_are_refused() -> None:
+    with pytest.raises(TypeError, match="features_only, endpoints and classification options"):
+        mobilenetv3.create_model("ssdlite_v3_large", features_only=True)

@@ -51,6 +51,9 @@ def create_model(
             raise ValueError("create_model needs a model name or weights to infer it from; "
                              f"known names: {', '.join(list_models())}")  # fmt: skip
         if heads.parse_name(name, depth_multiplier):  # a head model (1001: the default)
+            if features_only or endpoints or overrides:
+                raise TypeError(f"{name} is a detection/segmentation model: features_only, "
+                                "endpoints and classification options do not apply")  # fmt: skip
             return heads.build(name, num_classes=None if num_classes == 1001 else num_classes,
                                depth_multiplier=depth_multiplier)  # fmt: skip
         model = build(name, num_classes=num_classes, depth_multiplier=depth_multiplier,

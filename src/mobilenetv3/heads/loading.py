@@ -26,6 +26,11 @@ def is_head_state(state: dict[str, np.ndarray]) -> bool:
     return any(name in state for name in (*_CLASS_BIASES.values(), _SEGMENTATION_BIASES))
 
 
+def is_head_model(state: dict[str, np.ndarray], name: str | None) -> bool:
+    """The weights, or the name asked for, are a head model's."""
+    return is_head_state(state) or (name is not None and parse_name(name) is not None)
+
+
 @cache
 def _kernel_shapes(family: str, multiplier: float, classes: int) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
@@ -71,6 +76,12 @@ def infer_head(shapes: dict[str, tuple[int, ...]]) -> tuple[str, float, int]:
 def load_head(state: dict[str, np.ndarray], source: str, name: str | None = None
               ) -> SSDLite | LRASPP:  # fmt: skip
     """Build the head model the checkpoint was made for (`name` must agree) and load it."""
+    if not is_head_state(state):
+        raise WeightsError(
+            f"{source} has no detection or segmentation head (no {_SEGMENTATION_BIASES} nor "
+            f"{_CLASS_BIASES[SSDLiteSpec]}): it is a classification checkpoint, so {name} "
+            "cannot be built from it; load it without a head model's name"
+        )
     family, multiplier, classes = infer_head(slim_state_shapes(state))
     if name is not None and parse_name(name) != (family, multiplier):
         raise WeightsError(f"{source} holds {family}_{multiplier:g} weights, not {name}")

@@ -265,9 +265,9 @@ def load_pretrained(
     if path.suffix.lower() == ".safetensors":
         return load_safetensors(path, name, num_classes=num_classes, dropout=dropout)
     state, meta = read_slim_state(path)
-    from mobilenetv3.heads.loading import is_head_state, load_head  # heads import this module
+    from mobilenetv3.heads.loading import is_head_model, load_head  # heads import this module
 
-    if is_head_state(state):
+    if is_head_model(state, name):
         return load_head(state, str(path), name)
     variant = infer_variant(slim_state_shapes(state))
     if name is not None:
