@@ -45,7 +45,7 @@ class SSDLiteSpec:
     anchors: SSDAnchors = SSDAnchors()
     nms: NMS = NMS()
     input_size: int = 320  # the configs' fixed_shape_resizer
-    scope: str = "FeatureExtractor/MobilenetV3"
+    scope: str = "FeatureExtractor"  # SSD's variable scope around backbone and extra layers
 
 
 SSDLITE: dict[str, SSDLiteSpec] = {
@@ -56,7 +56,6 @@ SSDLITE: dict[str, SSDLiteSpec] = {
         "v3_small_detection", ("layer_10/expansion_output", "layer_13")
     ),
 }
-
 
 
 @dataclass(frozen=True)

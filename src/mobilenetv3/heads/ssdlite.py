@@ -42,13 +42,12 @@ class SSDLite(nn.Module):
         self.backbone = nn.Sequential(*layers[: max(map(layer_number, spec.endpoints))])
         for module in self.backbone.modules():
             if hasattr(module, "slim_scope"):
-                module.slim_scope = f"FeatureExtractor/{module.slim_scope}"
+                module.slim_scope = f"{spec.scope}/{module.slim_scope}"
         channels = [endpoint_channels(self.backbone, name) for name in spec.endpoints]
-        base = spec.endpoints[-1]
+        scope = f"{spec.scope}/{self.variant.spec.scope}/{spec.endpoints[-1]}"
         self.extra = nn.ModuleList()
         for index, depth in enumerate(spec.extra_depths, start=len(spec.endpoints)):
             half, full = self._depth(depth / 2), self._depth(depth)
-            scope = f"{spec.scope}/{base}"
             reduce = ConvBNAct(channels[-1], half, 1, scope=f"{scope}_1_Conv2d_{index}_1x1_{half}",
                                act=core_specs.RELU6)  # fmt: skip
             grow = _separable(half, full, scope=f"{scope}_2_Conv2d_{index}_3x3_s2_{full}",
