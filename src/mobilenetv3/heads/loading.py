@@ -16,14 +16,14 @@ from mobilenetv3.heads.ssdlite import SSDLite
 from mobilenetv3.weights.loading import WeightsError, load_slim_state, slim_state_shapes
 
 _MULTIPLIERS = (0.25, 0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-_CLASS_BIASES = {SSDLiteSpec: "BoxPredictor_0/ClassPredictor/biases"}
+_DETECTION_BIASES = "BoxPredictor_0/ClassPredictor/biases"
 _SEGMENTATION_BIASES = "decoder/decoder_conv0/biases"
 _LAST_CONV = "MobilenetV3/Conv_1/weights"  # its width gives the multiplier's first guess
 
 
 def is_head_state(state: dict[str, np.ndarray]) -> bool:
     """A detection or segmentation checkpoint: it has a head's class layer."""
-    return any(name in state for name in (*_CLASS_BIASES.values(), _SEGMENTATION_BIASES))
+    return _DETECTION_BIASES in state or _SEGMENTATION_BIASES in state
 
 
 def is_head_model(state: dict[str, np.ndarray], name: str | None) -> bool:
@@ -44,13 +44,13 @@ def _kernel_shapes(family: str, multiplier: float, classes: int) -> dict[str, tu
 
 
 def _num_classes(family: str, shapes: dict[str, tuple[int, ...]]) -> int | None:
+    """The class count a family would read from these variables; None: not that kind of head."""
     spec = HEADS[family]
-    biases = shapes.get(_CLASS_BIASES.get(type(spec), _SEGMENTATION_BIASES))
-    if biases is None:
-        return None
-    if isinstance(spec, SSDLiteSpec):  # boxes of the first map x (classes + background)
-        return biases[0] // spec.anchors.per_location()[0] - 1
-    return biases[0]
+    if isinstance(spec, SSDLiteSpec):  # the first map's boxes x (classes + background)
+        biases = shapes.get(_DETECTION_BIASES)
+        return None if biases is None else biases[0] // spec.anchors.per_location()[0] - 1
+    biases = shapes.get(_SEGMENTATION_BIASES)
+    return None if biases is None else biases[0]
 
 
 def infer_head(shapes: dict[str, tuple[int, ...]]) -> tuple[str, float, int]:
@@ -79,7 +79,7 @@ def load_head(state: dict[str, np.ndarray], source: str, name: str | None = None
     if not is_head_state(state):
         raise WeightsError(
             f"{source} has no detection or segmentation head (no {_SEGMENTATION_BIASES} nor "
-            f"{_CLASS_BIASES[SSDLiteSpec]}): it is a classification checkpoint, so {name} "
+            f"{_DETECTION_BIASES}): it is a classification checkpoint, so {name} "
             "cannot be built from it; load it without a head model's name"
         )
     family, multiplier, classes = infer_head(slim_state_shapes(state))
