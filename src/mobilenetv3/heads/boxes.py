@@ -33,7 +33,9 @@ def pairwise_iou(boxes: torch.Tensor) -> torch.Tensor:
 def multiclass_nms(boxes: torch.Tensor, scores: torch.Tensor, *, score_threshold: float,
                    iou_threshold: float, max_per_class: int, max_total: int
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Greedy NMS per class on boxes shared by all classes, then the best `max_total`.
+    """Greedy NMS per class on boxes shared by all classes; the survivors clipped to the image
+    [0, 1] (TF's clip window of an unpadded input, dropping boxes left without area); the best
+    `max_total` of them.
 
     boxes [A, 4], scores [A, C] -> (boxes [K, 4], scores [K], classes [K], 0-based), K <=
     max_total, by descending score. All classes advance together: step t selects each class's
@@ -58,6 +60,9 @@ def multiclass_nms(boxes: torch.Tensor, scores: torch.Tensor, *, score_threshold
     index, score = torch.stack(picked_box, 1), torch.stack(picked_score, 1)  # [C, T]
     classes = torch.arange(scores.shape[1], device=scores.device)[:, None].expand_as(index)
     keep = index >= 0
-    index, score, classes = index[keep], score[keep], classes[keep]
+    kept, score, classes = boxes[index[keep]].clamp(0.0, 1.0), score[keep], classes[keep]
+    ymin, xmin, ymax, xmax = kept.unbind(-1)
+    inside = (ymax - ymin) * (xmax - xmin) != 0
+    kept, score, classes = kept[inside], score[inside], classes[inside]
     order = torch.argsort(score, descending=True, stable=True)[:max_total]
-    return boxes[index[order]], score[order], classes[order]
+    return kept[order], score[order], classes[order]
