@@ -77,7 +77,6 @@ class LRASPPSpec:
     pooling_crop: tuple[int, int] = (769, 769)  # image_pooling_crop_size
     pooling_stride: tuple[int, int] = (4, 5)  # image_pooling_stride
     batch_norm_eps: float = 1e-5  # DeepLab's head; the backbone keeps slim's 1e-3
-    input_size: tuple[int, int] = (1025, 2049)  # the zoo's Cityscapes eval crop
 
 
 LRASPP: dict[str, LRASPPSpec] = {
