@@ -11,6 +11,7 @@ import torch
 
 import mobilenetv3
 from mobilenetv3.heads import LRASPP
+from mobilenetv3.heads.endpoints import run_endpoints
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # fixture: (backbone family, depth multiplier, num_classes) the generator built
@@ -42,6 +43,16 @@ def test_checkpoint_gives_the_model_it_was_made_for(case: tuple) -> None:
     assert (model.variant.family, model.variant.depth_multiplier) == (family, multiplier)
     assert model.num_classes == classes
     assert model.load_report["unexpected"] == []
+
+
+def test_backbone_endpoints_equal_deeplab(case: tuple) -> None:
+    """The final map and the decoder's stride-8 endpoint (slim's depthwise_output)."""
+    _, model, truth, x = case
+    with torch.no_grad():
+        ends = run_endpoints(model.backbone, x, [model.spec.low, model.spec.high])
+    for name, key in ((model.spec.low, "low_level"), (model.spec.high, "features")):
+        got = ends[name].permute(0, 2, 3, 1).numpy()
+        np.testing.assert_allclose(got, truth[key], rtol=0, atol=1e-4, err_msg=name)
 
 
 def test_decoder_logits_equal_deeplab(case: tuple) -> None:
