@@ -8,12 +8,17 @@ from typing import Any
 
 from torch import nn
 
+from mobilenetv3 import heads
 from mobilenetv3.core import specs
 from mobilenetv3.core.model import FeatureExtractor, MobileNet
 
 
-def list_models() -> list[str]:
-    return list(specs.NAMED_VARIANTS)
+def list_models(task: str = "classification") -> list[str]:
+    """The named models of a task: "classification", "detection", "segmentation"."""
+    models = {"classification": specs.NAMED_VARIANTS, **heads.TASK_MODELS}
+    if task not in models:
+        raise ValueError(f"unknown task {task!r}: expected one of {', '.join(models)}")
+    return list(models[task])
 
 
 def create_model(
@@ -46,17 +51,41 @@ def create_model(
                              **overrides)  # fmt: skip
         return load_int8(weights)
     if weights is not None:
-        from mobilenetv3.weights.loading import load_pretrained
-
         model = load_pretrained(weights, name, num_classes=num_classes,
                                 depth_multiplier=depth_multiplier, **overrides)  # fmt: skip
     else:
         if name is None:
             raise ValueError("create_model needs a model name or weights to infer it from; "
                              f"known names: {', '.join(list_models())}")  # fmt: skip
+        if heads.parse_name(name, depth_multiplier):  # a head model (1001: the default)
+            if features_only or endpoints or overrides:
+                raise TypeError(f"{name} is a detection/segmentation model: features_only, "
+                                "endpoints and classification options do not apply")  # fmt: skip
+            return heads.build(name, num_classes=None if num_classes == 1001 else num_classes,
+                               depth_multiplier=depth_multiplier)  # fmt: skip
         model = build(name, num_classes=num_classes, depth_multiplier=depth_multiplier,
                       **overrides)  # fmt: skip
     return FeatureExtractor(model, endpoints) if features_only or endpoints else model
+
+
+def load_pretrained(weights: Any, name: str | None = None, *, num_classes: int = 1001,
+                    depth_multiplier: float | None = None, use_ema: bool = True,
+                    dropout: float | None = None) -> nn.Module:  # fmt: skip
+    """The model the weights were made for (or `name`), loaded: a classifier, or a detection /
+    segmentation model where the checkpoint (or `name`) has a head."""
+    from mobilenetv3.heads.loading import is_head_model, load_head
+    from mobilenetv3.weights import loading
+    from mobilenetv3.weights.safetensors_io import load_safetensors
+
+    path = loading.existing_weights(weights)
+    if path.suffix.lower() == ".safetensors":
+        return load_safetensors(path, name, num_classes=num_classes, dropout=dropout)
+    state, meta = loading.read_slim_state(path, use_ema=use_ema)
+    if is_head_model(state, name):
+        return load_head(state, str(path), name)
+    return loading.model_from_state(state, meta, path, name, num_classes=num_classes,
+                                    depth_multiplier=depth_multiplier, use_ema=use_ema,
+                                    dropout=dropout)  # fmt: skip
 
 
 def _release(name: str | None, weights: Any) -> tuple[str, Any]:

@@ -147,6 +147,14 @@ def reduced_tail(spec: NetSpec, first: int, last: int) -> NetSpec:
     return replace(spec, layers=tuple(layers))
 
 
+def segmentation_tail(spec: NetSpec, first: int, last: int) -> NetSpec:
+    """DeepLab's `mobilenet_v3_*_seg`: the detection tail, whose first block also expands to
+    half its width (Large: 336 channels instead of 672)."""
+    layers = list(reduced_tail(spec, first, last).layers)
+    layers[first] = replace(layers[first], expand=layers[first].expand / 2)
+    return replace(spec, layers=tuple(layers))
+
+
 def _edge_tpu_rows() -> tuple[Bottleneck, ...]:
     fused = [(1, 16, 1), (8, 32, 2), (4, 32, 1), (4, 32, 1), (4, 32, 1),
              (8, 48, 2), (4, 48, 1), (4, 48, 1), (4, 48, 1)]  # fmt: skip
@@ -187,6 +195,8 @@ FAMILIES: dict[str, NetSpec] = {
     "v3_small_minimalistic": minimalistic(V3_SMALL),
     "v3_large_detection": reduced_tail(V3_LARGE, 13, 16),
     "v3_small_detection": reduced_tail(V3_SMALL, 9, 12),
+    "v3_large_segmentation": segmentation_tail(V3_LARGE, 13, 16),
+    "v3_small_segmentation": segmentation_tail(V3_SMALL, 9, 12),
     "edge_tpu": V3_EDGETPU,
     "v2": V2,
 }

@@ -27,7 +27,6 @@ from mobilenetv3.weights.archive import (
     read_tar_member,
 )
 from mobilenetv3.weights.errors import WeightsError
-from mobilenetv3.weights.safetensors_io import load_safetensors
 from mobilenetv3.weights.tensorbundle import CheckpointReader
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -291,8 +290,18 @@ def _folded_gate_offset(op: Any, scope: str) -> float:
     return 3.0 if excite and op.options.get("fused_activation_function") == "RELU6" else 0.0
 
 
-def load_pretrained(
-    weights: str | os.PathLike,
+def existing_weights(weights: str | os.PathLike) -> Path:
+    """The weights path, checked to exist (a checkpoint may be given by its prefix)."""
+    path = Path(weights)
+    if not path.exists() and not Path(f"{path}.index").exists():
+        raise WeightsError(f"weights not found: {path}")
+    return path
+
+
+def model_from_state(
+    state: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    path: Path,
     name: str | None = None,
     *,
     num_classes: int = 1001,
@@ -300,13 +309,8 @@ def load_pretrained(
     use_ema: bool = True,
     dropout: float | None = None,
 ) -> MobileNet:
-    """Build the model the weights were made for (or `name`) and load them, all or nothing."""
-    path = Path(weights)
-    if not path.exists() and not Path(f"{path}.index").exists():
-        raise WeightsError(f"weights not found: {path}")
-    if path.suffix.lower() == ".safetensors":
-        return load_safetensors(path, name, num_classes=num_classes, dropout=dropout)
-    state, meta = read_slim_state(path, use_ema=use_ema)
+    """Build the classifier the slim-named weights were made for (or `name`) and load them,
+    all or nothing."""
     variant = infer_variant(slim_state_shapes(state))
     if name is not None:
         asked = specs.parse_variant(name, depth_multiplier)

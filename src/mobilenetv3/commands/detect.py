@@ -1,0 +1,90 @@
+"""`mobilenetv3 detect IMAGES (--weights W | --model NAME) [--json PATH] [--draw DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mobilenetv3.commands._common import add_model_arguments, load_model
+from mobilenetv3.commands.predict import expand_images
+
+HELP = "detect objects with SSDLite: boxes as JSON, optionally an annotated PNG per image"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    add_model_arguments(parser, weights_required=False)
+    parser.add_argument("--json", type=Path, help="write the detections here (default: stdout)")
+    parser.add_argument("--draw", type=Path, help="folder for one annotated PNG per image")
+    parser.add_argument("--min-score", type=float, default=0.5,
+                        help="report boxes scoring at least this (default 0.5)")  # fmt: skip
+
+
+def detect(model, path: Path, min_score: float) -> list[dict]:
+    """Boxes in the image's pixels (xmin, ymin, xmax, ymax), 1-based class ids, scores.
+
+    The image is resized to the model's input size as TF's fixed_shape_resizer does (TF1
+    bilinear) and scaled to [-1, 1]."""
+    import numpy as np
+    import torch
+
+    from mobilenetv3.data.preprocess import load_image, resize_bilinear_tf1
+
+    image = load_image(path)
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)
+    size = model.spec.input_size
+    x = resize_bilinear_tf1(pixels, (size, size))[None] * (2.0 / 255.0) - 1.0
+    with torch.inference_mode():
+        out = model(x)
+    scale = torch.tensor([image.height, image.width] * 2, dtype=torch.float32)
+    found = []
+    for i in range(int(out["num_detections"][0])):
+        score = float(out["detection_scores"][0, i])
+        if score < min_score:
+            break
+        ymin, xmin, ymax, xmax = (out["detection_boxes"][0, i] * scale).tolist()
+        found.append({"class": int(out["detection_classes"][0, i]), "score": round(score, 5),
+                      "box": [round(v, 2) for v in (xmin, ymin, xmax, ymax)]})  # fmt: skip
+    return found
+
+
+def draw(path: Path, found: list[dict], folder: Path) -> Path:
+    """The image with each box and its class id and score, as PNG (written atomically)."""
+    from PIL import ImageDraw
+
+    from mobilenetv3.atomic import atomic_output
+    from mobilenetv3.data.preprocess import load_image
+
+    image = load_image(path)
+    pen = ImageDraw.Draw(image)
+    for d in found:
+        pen.rectangle(d["box"], outline=(255, 64, 0), width=2)
+        pen.text((d["box"][0] + 3, d["box"][1] + 2), f"{d['class']} {d['score']:.2f}",
+                 fill=(255, 64, 0))  # fmt: skip
+    target = folder / f"{path.stem}.png"
+    with atomic_output(target) as tmp:
+        image.save(tmp, format="PNG")
+    return target
+
+
+def run(args: argparse.Namespace) -> int:
+    from mobilenetv3.atomic import write_json
+    from mobilenetv3.heads import SSDLite
+
+    model = load_model(args)
+    if not isinstance(model, SSDLite):
+        raise ValueError(f"{args.weights or args.model} is not a detection model (it builds "
+                         f"{type(model).__name__}); give an SSDLite checkpoint or --model "
+                         "ssdlite_v3_large")  # fmt: skip
+    results = []
+    for path in expand_images(args.images):
+        found = detect(model, path, args.min_score)
+        results.append({"image": str(path), "detections": found})
+        if args.draw:
+            draw(path, found, args.draw)
+    if args.json:
+        write_json(args.json, results)
+    else:
+        print(json.dumps(results, indent=2))
+    return 0

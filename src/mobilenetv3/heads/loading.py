@@ -1,0 +1,91 @@
+"""Head checkpoints (TF Object Detection's SSDLite, DeepLab's LR-ASPP): the model inferred from
+the variables' names and shapes, then loaded through the slim name map."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import torch
+
+from mobilenetv3.core.naming import slim_names, slim_shape
+from mobilenetv3.heads import build
+from mobilenetv3.heads.lraspp import LRASPP
+from mobilenetv3.heads.specs import HEADS, SSDLiteSpec, parse_name
+from mobilenetv3.heads.ssdlite import SSDLite
+from mobilenetv3.weights.loading import WeightsError, load_slim_state, slim_state_shapes
+
+_MULTIPLIERS = (0.25, 0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+_DETECTION_BIASES = "BoxPredictor_0/ClassPredictor/biases"
+_SEGMENTATION_BIASES = "decoder/decoder_conv0/biases"
+_LAST_CONV = "MobilenetV3/Conv_1/weights"  # its width gives the multiplier's first guess
+
+
+def is_head_state(state: dict[str, np.ndarray]) -> bool:
+    """A detection or segmentation checkpoint: it has a head's class layer."""
+    return _DETECTION_BIASES in state or _SEGMENTATION_BIASES in state
+
+
+def is_head_model(state: dict[str, np.ndarray], name: str | None) -> bool:
+    """The weights, or the name asked for, are a head model's."""
+    return is_head_state(state) or (name is not None and parse_name(name) is not None)
+
+
+@cache
+def _kernel_shapes(family: str, multiplier: float, classes: int) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = build(family, num_classes=classes, depth_multiplier=multiplier)
+    state = model.state_dict()
+    return {
+        slim: slim_shape(tuple(state[key].shape), slim)
+        for slim, key in slim_names(model).items()
+        if slim.endswith("weights")
+    }
+
+
+def _num_classes(family: str, shapes: dict[str, tuple[int, ...]]) -> int | None:
+    """The class count a family would read from these variables; None: not that kind of head."""
+    spec = HEADS[family]
+    if isinstance(spec, SSDLiteSpec):  # the first map's boxes x (classes + background)
+        biases = shapes.get(_DETECTION_BIASES)
+        return None if biases is None else biases[0] // spec.anchors.per_location()[0] - 1
+    biases = shapes.get(_SEGMENTATION_BIASES)
+    return None if biases is None else biases[0]
+
+
+def infer_head(shapes: dict[str, tuple[int, ...]]) -> tuple[str, float, int]:
+    """(family, depth multiplier, num_classes) whose kernels have exactly these shapes."""
+    wanted = {k: v for k, v in shapes.items() if k.endswith("weights")}
+    width = next((v[-1] for k, v in wanted.items() if k.endswith(_LAST_CONV)), 0)
+    for family in HEADS:
+        classes = _num_classes(family, shapes)
+        if classes is None:
+            continue
+        base = _kernel_shapes(family, 1.0, classes)
+        ratio = width / next(v[-1] for k, v in base.items() if k.endswith(_LAST_CONV))
+        usual = sorted(_MULTIPLIERS, key=lambda m: abs(m - ratio))  # before the ratio itself:
+        for multiplier in [*usual, round(ratio, 2)]:  # 0.35 and 0.36 can give equal widths
+            if _kernel_shapes(family, multiplier, classes) == wanted:
+                return family, multiplier, classes
+    raise WeightsError(
+        f"the checkpoint matches no head model ({', '.join(HEADS)} at multipliers "
+        f"{_MULTIPLIERS} or its own width ratio); first names: {sorted(wanted)[:3]}"
+    )
+
+
+def load_head(state: dict[str, np.ndarray], source: str, name: str | None = None
+              ) -> SSDLite | LRASPP:  # fmt: skip
+    """Build the head model the checkpoint was made for (`name` must agree) and load it."""
+    if not is_head_state(state):
+        raise WeightsError(
+            f"{source} has no detection or segmentation head (no {_SEGMENTATION_BIASES} nor "
+            f"{_DETECTION_BIASES}): it is a classification checkpoint, so {name} "
+            "cannot be built from it; load it without a head model's name"
+        )
+    family, multiplier, classes = infer_head(slim_state_shapes(state))
+    if name is not None and parse_name(name) != (family, multiplier):
+        raise WeightsError(f"{source} holds {family}_{multiplier:g} weights, not {name}")
+    model = build(family, num_classes=classes, depth_multiplier=multiplier)
+    model.load_report = load_slim_state(model, state, source=source)  # type: ignore[arg-type]
+    model.pretrained_info = {"source": source, "format": "tf_checkpoint"}
+    return model.eval()
