@@ -8,12 +8,15 @@ preprocess without the float weights; `Int8Model` is that note in the shape `eva
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,10 +26,27 @@ from mobilenetv3.runtime.engines import LiteRTRunner, OnnxRuntimeRunner, Runner
 
 METADATA_KEY = "mobilenetv3"  # ONNX metadata_props key; pt2 extra file name
 ENGINE_OF = {".onnx": ("onnxruntime",), ".pt2": ("torch", "torch_compile"), ".tflite": ("litert",)}
+MAX_PT2_BYTES = 2 << 30
+PT2_WEIGHTS = "data/weights/model_weights_config.json"
+PT2_CONSTANTS = "data/constants/model_constants_config.json"
+PT2_SAMPLE_INPUTS = "data/sample_inputs/model.pt"
+PT2_REQUIRED = ("archive_format", "archive_version", "models/model.json", PT2_WEIGHTS,
+                PT2_CONSTANTS, PT2_SAMPLE_INPUTS)  # fmt: skip
+# Every member torch.export.save writes for one program without pickled objects; anything
+# else (legacy *.pt state, custom/opaque objects, AOTI, more programs) is refused.
+_PT2_MEMBER = re.compile(r"archive_format|archive_version|byteorder|\.data/version"
+                         r"|\.data/serialization_id|models/model\.json|data/sample_inputs/model\.pt"
+                         r"|data/weights/model_weights_config\.json|data/weights/weight_\d+"
+                         r"|data/constants/model_constants_config\.json|data/constants/tensor_\d+"
+                         r"|extra/[\w.-]+")  # fmt: skip
 
 
 class Int8FileError(ValueError):
     """An int8 file used where it cannot be: says which engine runs it."""
+
+
+class ProgramFileError(ValueError):
+    """A .pt2 that is damaged, or that torch could only load by unpickling (running code)."""
 
 
 @dataclass
@@ -87,12 +107,86 @@ def runs_only_in_engine(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in (".onnx", ".pt2") and is_quantized_file(path)
 
 
+def _refuse(path: Path, problem: str) -> ProgramFileError:
+    return ProgramFileError(f"{path}: {problem}; this package loads only plain torch.export "
+                            "programs (tensors and JSON, nothing unpickled)")  # fmt: skip
+
+
+def _check_payload_config(path: Path, name: str, text: bytes, entry_name: re.Pattern) -> None:
+    """Every weight/constant must be raw tensor bytes: `use_pickle` entries are unpickled by
+    torch with weights_only=False, custom/opaque objects with plain pickle."""
+    try:
+        entries = json.loads(text)["config"]
+        unsafe = [k for k, v in entries.items()
+                  if v["use_pickle"] is not False or not entry_name.fullmatch(v["path_name"])]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise _refuse(path, f"{name} is not a valid payload list ({type(e).__name__})") from e
+    if unsafe:
+        raise _refuse(path, f"{name} stores {unsafe[0]!r} as a pickled object")
+
+
+def _check_sample_inputs(path: Path, data: bytes) -> None:
+    """torch unpickles the sample inputs with weights_only=False when the safe load fails; the
+    same safe load here fails first, so that fallback is never reached."""
+    try:
+        torch.load(io.BytesIO(data), weights_only=True)  # safe: restricted unpickler
+    except Exception as e:  # any failure of the safe load is what would trigger the fallback
+        raise _refuse(path, f"{PT2_SAMPLE_INPUTS} needs more than tensors to load") from e
+
+
+class Pt2Archive(NamedTuple):
+    data: bytes  # the file's bytes, as checked
+    members: dict[str, bytes]  # by name inside the archive's top folder
+
+
+def read_program_archive(path: str | os.PathLike) -> Pt2Archive:
+    """A .pt2 checked so that `torch.export.load` unpickles nothing from it: only the members
+    a program needs, stored uncompressed (sizes bounded by the file), weights as raw tensors,
+    sample inputs loadable with torch's safe `weights_only` loader."""
+    path = Path(path)
+    if path.stat().st_size > MAX_PT2_BYTES:
+        raise _refuse(path, f"larger than {MAX_PT2_BYTES >> 30} GiB")
+    data = path.read_bytes()
+    members: dict[str, bytes] = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+            root = infos[0].filename.split("/", 1)[0] if infos else ""
+            for info in infos:
+                top, _, name = info.filename.partition("/")
+                if top != root or not _PT2_MEMBER.fullmatch(name) or name in members:
+                    raise _refuse(path, f"unexpected member {info.filename!r}")
+                if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(data):
+                    raise _refuse(path, f"member {info.filename!r} is compressed or oversized")
+                members[name] = archive.read(info)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as e:
+        if isinstance(e, ProgramFileError):
+            raise
+        hint = "re-export it with `mobilenetv3 quantize` or torch.export.save"
+        raise ProgramFileError(f"{path}: not a valid .pt2 archive ({e}); {hint}") from e
+    missing = [n for n in PT2_REQUIRED if n not in members]
+    if missing:
+        raise _refuse(path, f"missing member {missing[0]!r}")
+    _check_payload_config(path, PT2_WEIGHTS, members[PT2_WEIGHTS], re.compile(r"weight_\d+"))
+    _check_payload_config(path, PT2_CONSTANTS, members[PT2_CONSTANTS], re.compile(r"tensor_\d+"))
+    _check_sample_inputs(path, members[PT2_SAMPLE_INPUTS])
+    return Pt2Archive(data, members)
+
+
 def load_program(path: str | os.PathLike, **kwargs: Any) -> Any:
-    """`torch.export.load` of an int8 .pt2: its graph calls `quantized_decomposed` ops, which
-    exist only once their defining module is imported (a fresh process fails without it)."""
+    """`torch.export.load` of a .pt2 checked by `read_program_archive` (of the checked bytes,
+    so the file cannot change in between). An int8 graph calls `quantized_decomposed` ops,
+    which exist only once their defining module is imported."""
     import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers the Q/DQ ops)
 
-    return torch.export.load(str(path), **kwargs)
+    path = Path(path)
+    data = read_program_archive(path).data
+    try:
+        return torch.export.load(io.BytesIO(data), **kwargs)
+    except Exception as e:  # torch's deserializer raises anything on a damaged graph
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ProgramFileError(f"{path}: cannot load the torch.export program "
+                               f"({type(e).__name__}: {first[:200]})") from e  # fmt: skip
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -104,9 +198,11 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         props = onnx.load(str(path), load_external_data=False).metadata_props
         return next((json.loads(p.value) for p in props if p.key == METADATA_KEY), {})
     if path.suffix.lower() == ".pt2":
-        files = {METADATA_KEY: ""}
-        load_program(path, extra_files=files)
-        return json.loads(files[METADATA_KEY] or "{}")
+        note = read_program_archive(path).members.get(f"extra/{METADATA_KEY}", b"{}")
+        try:
+            return dict(json.loads(note))
+        except (ValueError, TypeError) as e:
+            raise ProgramFileError(f"{path}: its {METADATA_KEY} note is not a JSON object") from e
     return {}
 
 
