@@ -18,6 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topk", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--max-pixels", type=int, metavar="N",
+                        help="refuse images declaring more pixels (default 89478485)")  # fmt: skip
     parser.add_argument("--include-background", action="store_true",
                         help="let slim's class 0 (background) be shown")  # fmt: skip
 
@@ -43,7 +45,8 @@ def expand_images(items: list[str]) -> list[Path]:
 
 
 def predict(model, paths: list[Path], topk: int = 5, batch_size: int = 32,
-            include_background: bool = False) -> list[dict]:  # fmt: skip
+            include_background: bool = False,
+            max_pixels: int | None = None) -> list[dict]:  # fmt: skip
     import torch
 
     from mobilenetv3.data.labels import top_k
@@ -54,7 +57,8 @@ def predict(model, paths: list[Path], topk: int = 5, batch_size: int = 32,
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
-        batch = torch.stack([preprocess_image(load_image(p), preprocess) for p in chunk])
+        batch = torch.stack([preprocess_image(load_image(p, max_pixels), preprocess)
+                             for p in chunk])  # fmt: skip
         with torch.inference_mode():
             probabilities = model(batch).softmax(dim=1)
         for path, row in zip(chunk, probabilities, strict=True):
@@ -68,7 +72,8 @@ def predict(model, paths: list[Path], topk: int = 5, batch_size: int = 32,
 def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     paths = expand_images(args.images)
-    results = predict(model, paths, args.topk, args.batch_size, args.include_background)
+    results = predict(model, paths, args.topk, args.batch_size, args.include_background,
+                      args.max_pixels)  # fmt: skip
     if args.json:
         print(json.dumps({"model": model.variant.name, "results": results}, indent=2))
         return 0

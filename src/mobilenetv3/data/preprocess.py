@@ -21,6 +21,9 @@ Pixel conventions:
 from __future__ import annotations
 
 import math
+import struct
+import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +38,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "KINDS",
+    "MAX_PIXELS",
     "RESIZES",
     "SLIM_EVAL",
     "SLIM_EVAL_TF1",
@@ -59,6 +63,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _INV_255 = float(np.float32(1.0 / 255.0))
+MAX_SIDE = 4096  # model input sides (a bound for sizes read from files' metadata)
+MAX_PIXELS = 89_478_485  # Pillow's own warning threshold (a 0.25 GiB RGBA image)
 _PIL_FILTERS = {"pil_bilinear": Image.Resampling.BILINEAR, "pil_bicubic": Image.Resampling.BICUBIC}
 
 
@@ -99,14 +105,15 @@ class Preprocess:
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-        if len(self.image_size) != 2 or min(self.image_size) < 1:
-            raise ValueError(f"image_size must be positive (H, W), got {self.image_size}")
+        if len(self.image_size) != 2 or not 1 <= min(self.image_size) <= max(self.image_size) \
+                <= MAX_SIDE:  # fmt: skip
+            raise ValueError(f"image_size must be (H, W) in 1..{MAX_SIDE}, got {self.image_size}")
         if not 0.0 < self.central_fraction <= 1.0:
             raise ValueError(f"central_fraction must be in (0, 1], got {self.central_fraction}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError("mean and std need 3 values each, std > 0")
-        if self.resize_shorter is not None and self.resize_shorter < 1:
-            raise ValueError(f"resize_shorter must be positive, got {self.resize_shorter}")
+        if self.resize_shorter is not None and not 1 <= self.resize_shorter <= MAX_SIDE:
+            raise ValueError(f"resize_shorter must be in 1..{MAX_SIDE}, got {self.resize_shorter}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (lists for tuples), e.g. for safetensors metadata."""
@@ -198,18 +205,27 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str | Path) -> Image.Image:
+def load_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
     """Decode a file to 8-bit RGB, applying the EXIF orientation (as a camera viewer would).
 
-    Raises `ImageError` naming the file for a missing, empty, truncated or non-image file.
-    Pixels are decoded exactly (no JPEG `draft()` downscaling), as slim evaluation needs.
+    Raises `ImageError` naming the file for a missing, empty, truncated or non-image file, and
+    for one declaring more than `max_pixels` pixels (default `MAX_PIXELS`; checked from the
+    header, before decoding: a small file can declare a huge image). Pixels are decoded
+    exactly (no JPEG `draft()` downscaling), as slim evaluation needs.
     """
-    path = Path(path)
+    path, max_pixels = Path(path), max_pixels or MAX_PIXELS
     hint = "check or re-download the file, or remove it from the dataset (or use skip_bad)"
     try:
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file (0 bytes); {hint}")
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # the limit below replaces Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            if img.width * img.height > max_pixels:
+                raise ImageError(f"{path}: declares {img.width}x{img.height} pixels, more than "
+                                 f"the limit of {max_pixels}; raise it with --max-pixels / "
+                                 "max_pixels if the image is genuine")  # fmt: skip
             img.load()
             img = ImageOps.exif_transpose(img) or img
             return to_rgb(img)
@@ -217,7 +233,10 @@ def load_image(path: str | Path) -> Image.Image:
         raise
     except FileNotFoundError as e:
         raise ImageError(f"{path}: no such file; {hint}") from e
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: {e}; set PIL.Image.MAX_IMAGE_PIXELS for larger images") from e
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, struct.error, zlib.error,
+            IndexError, KeyError, TypeError) as e:  # fmt: skip
         raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e}); {hint}") from e
 
 
