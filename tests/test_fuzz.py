@@ -111,15 +111,16 @@ def test_huge_image_size_in_metadata_is_a_clear_error() -> None:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = create_model("v3_small_0.35", num_classes=10)
+    model = create_model("v3_small_0.35")
     return save_safetensors(model, tmp_path_factory.mktemp("w") / "small.safetensors")
 
 
 def _one_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err
-    assert err.startswith(f"mobilenetv3 {command}: error: ")
-    return err
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]  # after any progress bar
+    assert last.startswith(f"mobilenetv3 {command}: error: ")
+    return last
 
 
 def test_cli_bomb_image_is_one_line(weights: Path, tmp_path: Path,
@@ -131,6 +132,15 @@ def test_cli_bomb_image_is_one_line(weights: Path, tmp_path: Path,
     assert main(["predict", str(small), "--weights", str(weights), "--max-pixels", "1000"]) == 2
     assert "small.png: declares 400x300 pixels, more than the limit of 1000" in \
         _one_error_line(capsys, "predict")  # fmt: skip
+
+
+def test_cli_evaluate_max_pixels(weights: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    _png_declaring(tmp_path / "n01440764_1.png", 400, 300)
+    args = ["evaluate", str(tmp_path), "--weights", str(weights), "--workers", "1"]
+    assert main([*args, "--max-pixels", "1000"]) == 2
+    assert "n01440764_1.png: declares 400x300 pixels, more than the limit of 1000" in \
+        _one_error_line(capsys, "evaluate")  # fmt: skip
 
 
 def test_cli_multi_line_error_becomes_one_line(

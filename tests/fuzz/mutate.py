@@ -271,9 +271,8 @@ def mutate(files: Files, fmt: str, rng: random.Random) -> tuple[Files, list[str]
         mutation = rng.choice(kind)
         try:
             out[suffix] = mutation(out[suffix] or b"\x00", rng)
-        except (ValueError, KeyError, IndexError, struct.error, zipfile.BadZipFile,
-                tarfile.TarError, EOFError, OSError, zlib.error):  # fmt: skip
-            out[suffix] = flip_bits(out[suffix] or b"\x00", rng)  # seed already broken
+        except Exception:  # an earlier mutation broke the structure this one parses
+            out[suffix] = flip_bits(out[suffix] or b"\x00", rng)
             mutation = flip_bits
         names.append(f"{suffix}:{mutation.__name__}")
     return out, names

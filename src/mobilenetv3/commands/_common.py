@@ -12,6 +12,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, weights_required: bo
     parser.add_argument("--model", help="variant name (default: read from the weights)")
 
 
+def add_image_limit_argument(parser: argparse.ArgumentParser) -> None:
+    """--max-pixels: images declaring more pixels are refused before decoding (see
+    `data.preprocess.load_image`); default Pillow's 89,478,485."""
+    parser.add_argument("--max-pixels", type=int, metavar="N",
+                        help="refuse images declaring more pixels (default 89478485)")  # fmt: skip
+
+
 def load_model(args: argparse.Namespace):  # -> MobileNet
     from mobilenetv3 import create_model
 

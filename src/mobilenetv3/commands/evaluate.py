@@ -7,7 +7,7 @@ import os
 import sys
 
 from mobilenetv3.atomic import write_json
-from mobilenetv3.commands._common import add_model_arguments, load_model
+from mobilenetv3.commands._common import add_image_limit_argument, add_model_arguments, load_model
 
 HELP = "accuracy on an ImageNet-layout folder, a flat <synset>_x.JPEG folder or a list file"
 
@@ -25,6 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad", action="store_true",
                         help="count and skip unreadable images instead of stopping")  # fmt: skip
     parser.add_argument("--json", metavar="PATH", help="write the full results here (atomically)")
+    add_image_limit_argument(parser)
 
 
 def engine_forward(engine: str, model, weights: str | None, threads: int | None, batch: int):
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     forward = engine_forward(args.engine, model, args.weights, args.threads, args.batch_size)
     result = evaluate(forward, samples, preprocess=model_preprocess(model), labels=labels,
                       batch_size=args.batch_size, workers=args.workers,
-                      skip_bad=args.skip_bad)  # fmt: skip
+                      skip_bad=args.skip_bad, max_pixels=args.max_pixels)  # fmt: skip
     result |= {"model": model.variant.name, "weights": args.weights, "engine": args.engine,
                "data": args.data}  # fmt: skip
     print(f"{model.variant.name} on {args.data} via {args.engine}: top1 {result['top1']:.2f}  "

@@ -7,7 +7,7 @@ import glob
 import json
 from pathlib import Path
 
-from mobilenetv3.commands._common import add_model_arguments, load_model
+from mobilenetv3.commands._common import add_image_limit_argument, add_model_arguments, load_model
 
 HELP = "classify images (files, folders or globs): top-k class names and probabilities"
 
@@ -18,8 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topk", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    parser.add_argument("--max-pixels", type=int, metavar="N",
-                        help="refuse images declaring more pixels (default 89478485)")  # fmt: skip
+    add_image_limit_argument(parser)
     parser.add_argument("--include-background", action="store_true",
                         help="let slim's class 0 (background) be shown")  # fmt: skip
 

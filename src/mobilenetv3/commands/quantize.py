@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilenetv3.commands._common import add_model_arguments
+from mobilenetv3.commands._common import add_image_limit_argument, add_model_arguments
 from mobilenetv3.quantize import FORMATS, METHODS
 from mobilenetv3.quantize.calibration import SUBSETS
 
@@ -31,6 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "ranges of the 8-bit .tflite given as --weights (learned by its "
                              "QAT; the default for such weights)")  # fmt: skip
     parser.add_argument("--output", required=True, help="int8 file to write (atomically)")
+    add_image_limit_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
     method = args.method or default_method(model, args.format)
     path = quantize_folder(model, args.calibration, args.output, args.format,
                            num_images=args.num_images, subset=args.subset,
-                           method=method)  # fmt: skip
+                           method=method, max_pixels=args.max_pixels)  # fmt: skip
     print(f"wrote int8 {args.format} ({method} activation ranges) -> {path}")
     return 0

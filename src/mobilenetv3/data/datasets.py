@@ -215,10 +215,12 @@ class ImageDataset(Dataset):
         samples: Sequence[tuple[Path, int]],
         preprocess: Preprocess = SLIM_EVAL,
         skip_bad: bool = False,
+        max_pixels: int | None = None,
     ) -> None:
         self.samples = list(samples)
         self.preprocess = preprocess
         self.skip_bad = skip_bad
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -226,7 +228,8 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> Item | BadSample:
         path, label = self.samples[i]
         try:
-            return preprocess_image(load_image(path), self.preprocess), int(label), int(i)
+            image = load_image(path, self.max_pixels)
+            return preprocess_image(image, self.preprocess), int(label), int(i)
         except ImageError as e:
             if not self.skip_bad:
                 raise

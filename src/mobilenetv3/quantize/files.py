@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +160,8 @@ def read_program_archive(path: str | os.PathLike) -> Pt2Archive:
                 if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(data):
                     raise _refuse(path, f"member {info.filename!r} is compressed or oversized")
                 members[name] = archive.read(info)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError,
+            NotImplementedError, RuntimeError, struct.error) as e:  # zipfile's, on bad headers
         if isinstance(e, ProgramFileError):
             raise
         hint = "re-export it with `mobilenetv3 quantize` or torch.export.save"

@@ -60,9 +60,11 @@ def evaluate(
     workers: int = 2,
     skip_bad: bool = False,
     progress: bool = True,
+    max_pixels: int | None = None,
 ) -> dict[str, Any]:
     """top-1/top-5 in percent, per-class accuracy and the most frequent confusions."""
-    loader = make_loader(ImageDataset(samples, preprocess, skip_bad), batch_size, workers)
+    dataset = ImageDataset(samples, preprocess, skip_bad, max_pixels)
+    loader = make_loader(dataset, batch_size, workers)
     predictions, targets, skipped = [], [], []
     start = time.perf_counter()
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
