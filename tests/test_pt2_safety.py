@@ -115,7 +115,7 @@ def test_crafted_pt2_through_the_cli(clean_pt2: Path, tmp_path: Path,
 
 def test_clean_pt2_still_loads(clean_pt2: Path) -> None:
     assert read_metadata(clean_pt2) == {"variant": "tiny_int8", "num_classes": 4}
-    out = load_program(clean_pt2).module()(torch.ones(1, 3, 8, 8))
+    out = load_program(clean_pt2)(torch.ones(1, 3, 8, 8))
     assert out.shape == (1, 4, 6, 6)
 
 

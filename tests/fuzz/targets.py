@@ -20,7 +20,7 @@ BAD = ("unclear", "crash", "hang", "memory")
 
 def _pt2(path: str) -> None:
     read_metadata(path)
-    load_program(path).module()(torch.zeros(1, 3, 8, 8))
+    load_program(path)(torch.zeros(1, 3, 8, 8))
 
 
 def _image(path: str) -> None:

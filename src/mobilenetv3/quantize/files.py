@@ -90,8 +90,7 @@ def _tflite_quantized(path: Path) -> bool:
 
 
 def _pt2_quantized(path: Path) -> bool:
-    program = load_program(path)
-    return any("quantize" in str(node.target) for node in program.graph.nodes)
+    return any("quantize" in str(node.target) for node in load_program(path).graph.nodes)
 
 
 def is_quantized_file(path: str | os.PathLike) -> bool:
@@ -175,16 +174,17 @@ def read_program_archive(path: str | os.PathLike) -> Pt2Archive:
     return Pt2Archive(data, members)
 
 
-def load_program(path: str | os.PathLike, **kwargs: Any) -> Any:
-    """`torch.export.load` of a .pt2 checked by `read_program_archive` (of the checked bytes,
-    so the file cannot change in between). An int8 graph calls `quantized_decomposed` ops,
-    which exist only once their defining module is imported."""
+def load_program(path: str | os.PathLike) -> nn.Module:
+    """The runnable module of a .pt2 checked by `read_program_archive` (`torch.export.load` of
+    the checked bytes, so the file cannot change in between; `.module()` inside the same
+    error mapping, as a damaged graph may only fail there). An int8 graph calls
+    `quantized_decomposed` ops, which exist only once their defining module is imported."""
     import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers the Q/DQ ops)
 
     path = Path(path)
     data = read_program_archive(path).data
     try:
-        return torch.export.load(io.BytesIO(data), **kwargs)
+        return torch.export.load(io.BytesIO(data)).module()
     except Exception as e:  # torch's deserializer raises anything on a damaged graph
         first = (str(e).strip().splitlines() or [""])[0]
         raise ProgramFileError(f"{path}: cannot load the torch.export program "
@@ -228,10 +228,11 @@ class ExportedProgramRunner(Runner):
     def __init__(self, program_or_path: Any, threads: int, compile: bool = False,
                  example: np.ndarray | None = None) -> None:  # fmt: skip
         super().__init__(threads)
-        program = program_or_path
         if isinstance(program_or_path, str | os.PathLike):
-            program = load_program(program_or_path)
-        self.module = program.module() if hasattr(program, "module") else program
+            self.module = load_program(program_or_path)
+        else:  # an ExportedProgram or its module
+            program = program_or_path
+            self.module = program.module() if hasattr(program, "module") else program
         if compile:
             self.kind = "torch_compile"
             self.module = torch.compile(self.module, dynamic=False)
