@@ -44,7 +44,7 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     for entry in os.scandir(folder):
         match = _TEMP_NAME.fullmatch(entry.name)
         if match and entry.is_file(follow_symlinks=False) and not _alive(int(match["pid"])):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone already, or another user's
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed
