@@ -34,8 +34,10 @@ class Payload:
 
 @pytest.fixture(scope="module")
 def clean_pt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A program with a dynamic batch (so its JSON holds symbolic-shape expressions)."""
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
-    program = torch.export.export(model, (torch.zeros(1, 3, 8, 8),))
+    batch = {0: torch.export.Dim("batch", min=1, max=64)}
+    program = torch.export.export(model, (torch.zeros(2, 3, 8, 8),), dynamic_shapes=(batch,))
     path = tmp_path_factory.mktemp("pt2") / "tiny.pt2"
     note = json.dumps({"variant": "tiny_int8", "num_classes": 4})
     torch.export.save(program, str(path), extra_files={"mobilenetv3": note})
@@ -63,9 +65,14 @@ def _rewrite(src: Path, dst: Path, change: dict[str, bytes | None]) -> Path:
 def _attacks(clean: Path, tmp: Path, marker: Path) -> dict[str, Path]:
     """One crafted file per way torch.export.load in torch 2.13 unpickles a member."""
     evil = _pickled((Payload(marker),))
+    touch = f"__import__('pathlib').Path({str(marker)!r}).touch()"
     with zipfile.ZipFile(clean) as z:
         name = next(n for n in z.namelist() if n.endswith("model_weights_config.json"))
         weights = json.loads(z.read(name))
+        program = z.read(next(n for n in z.namelist() if n.endswith("models/model.json")))
+    guarded = json.loads(program) | {"guards_code": [f"{touch} is None"]}
+    symbol = re.search(rb'"expr_str": "(Symbol[^"]*)"', program).group(1)
+    shaped = program.replace(symbol, f"{touch} or {symbol.decode()}".encode())
     first = next(iter(weights["config"].values()))
     first |= {"use_pickle": True}
     constants = {"config": {"c": {"path_name": "opaque_obj_0", "is_param": False,
@@ -79,21 +86,31 @@ def _attacks(clean: Path, tmp: Path, marker: Path) -> dict[str, Path]:
             files.PT2_CONSTANTS: json.dumps(constants).encode(),
             "data/constants/opaque_obj_0": evil}),
         "legacy_weights": _rewrite(clean, tmp / "d.pt2", {"data/weights/model.pt": evil}),
+        "guards_code": _rewrite(clean, tmp / "e.pt2", {
+            "models/model.json": json.dumps(guarded).encode()}),
+        "sympy_shape": _rewrite(clean, tmp / "f.pt2", {"models/model.json": shaped}),
     }  # fmt: skip
 
 
-def test_the_payload_is_real(clean_pt2: Path, tmp_path: Path) -> None:
-    """Without the checks, torch.export.load runs the sample-inputs payload (so the tests
-    below would fail if load_program handed the file to torch unchecked)."""
+ATTACKS = ("sample_inputs", "pickled_weight", "opaque_constant", "legacy_weights",
+           "guards_code", "sympy_shape")  # fmt: skip
+# torch 2.13 runs these when it loads or calls the program unchecked
+REAL_WITH_TORCH = ("sample_inputs", "guards_code", "sympy_shape")
+
+
+@pytest.mark.parametrize("kind", REAL_WITH_TORCH)
+def test_the_payload_is_real(clean_pt2: Path, tmp_path: Path, kind: str) -> None:
+    """Without the checks, torch runs the payload (so the tests below would fail if
+    load_program handed the file to torch unchecked)."""
     marker = tmp_path / "pwned"
-    attack = _attacks(clean_pt2, tmp_path, marker)["sample_inputs"]
-    code = "import sys, torch\ntry: torch.export.load(sys.argv[1])\nexcept Exception: pass\n"
+    attack = _attacks(clean_pt2, tmp_path, marker)[kind]
+    code = ("import sys, torch\ntry:\n    program = torch.export.load(sys.argv[1])\n"
+            "    program.module()(torch.zeros(2, 3, 8, 8))\nexcept Exception: pass\n")  # fmt: skip
     subprocess.run([sys.executable, "-c", code, str(attack)], capture_output=True, timeout=300)
     assert marker.exists()
 
 
-@pytest.mark.parametrize("kind", ["sample_inputs", "pickled_weight", "opaque_constant",
-                                  "legacy_weights"])  # fmt: skip
+@pytest.mark.parametrize("kind", ATTACKS)
 def test_crafted_pt2_never_runs_code(clean_pt2: Path, tmp_path: Path, kind: str) -> None:
     marker = tmp_path / "pwned"
     attack = _attacks(clean_pt2, tmp_path, marker)[kind]
@@ -115,8 +132,8 @@ def test_crafted_pt2_through_the_cli(clean_pt2: Path, tmp_path: Path,
 
 def test_clean_pt2_still_loads(clean_pt2: Path) -> None:
     assert read_metadata(clean_pt2) == {"variant": "tiny_int8", "num_classes": 4}
-    out = load_program(clean_pt2)(torch.ones(1, 3, 8, 8))
-    assert out.shape == (1, 4, 6, 6)
+    out = load_program(clean_pt2)(torch.ones(3, 3, 8, 8))
+    assert out.shape == (3, 4, 6, 6)
 
 
 @pytest.mark.parametrize("change", [

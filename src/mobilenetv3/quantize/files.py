@@ -8,12 +8,14 @@ preprocess without the float weights; `Int8Model` is that note in the shape `eva
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import os
 import re
 import struct
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -134,15 +136,84 @@ def _check_sample_inputs(path: Path, data: bytes) -> None:
         raise _refuse(path, f"{PT2_SAMPLE_INPUTS} needs more than tensors to load") from e
 
 
+# torch evaluates two kinds of strings from models/model.json as Python: symbolic shapes
+# (`sympy.sympify`, i.e. eval) and `guards_code` (compiled into the module's guard function).
+# Both must be plain arithmetic/comparisons over these names, nothing else.
+_SYMPY_CALLS = frozenset({"Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Max",
+                          "Min", "Abs", "floor", "ceiling", "FloorDiv", "ModularIndexing",
+                          "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt", "FloorToInt",
+                          "IntTrueDiv", "FloatTrueDiv", "TruncToInt", "ToFloat"})  # fmt: skip
+_GUARD_METHODS = frozenset({"size", "stride", "storage_offset", "dim"})
+_SYMBOL = re.compile(r"[a-z]{1,3}\d{1,9}")
+_ARITHMETIC = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.operator,
+               ast.unaryop, ast.boolop, ast.cmpop, ast.Load, ast.keyword)  # fmt: skip
+
+
+def _safe_expression(text: object, guard: bool) -> bool:
+    """`text` parses as arithmetic over symbols, sympy constructors (shapes) or tensor-size
+    lookups `L['x'].size()[0]` (guards), with constant arguments: nothing that can run code."""
+    try:
+        tree = ast.parse(str(text), mode="eval")
+    except (SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, _ARITHMETIC):
+            continue
+        if isinstance(node, ast.Constant):
+            ok = isinstance(node.value, int | float | str | bool) or node.value is None
+        elif isinstance(node, ast.Name):
+            ok = _SYMBOL.fullmatch(node.id) is not None or node.id in _SYMPY_CALLS | {"L"}
+        elif isinstance(node, ast.Call):
+            func = node.func
+            ok = (isinstance(func, ast.Name) and func.id in _SYMPY_CALLS and not guard) or (
+                guard and isinstance(func, ast.Attribute) and func.attr in _GUARD_METHODS)
+        elif isinstance(node, ast.Attribute):
+            ok = guard and node.attr in _GUARD_METHODS
+        elif isinstance(node, ast.Subscript):
+            ok = guard
+        else:
+            ok = False
+        if not ok:
+            return False
+    return True
+
+
+def _expressions(doc: Any) -> Iterator[str]:
+    """Every symbolic-shape string (`expr_str`) anywhere in a serialized program."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key == "expr_str":
+                yield value
+            else:
+                yield from _expressions(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            yield from _expressions(value)
+
+
+def _check_program_code(path: Path, text: bytes) -> None:
+    try:
+        program = json.loads(text)
+        guards = list(program.get("guards_code") or [])
+    except (ValueError, TypeError, AttributeError) as e:
+        raise _refuse(path, f"models/model.json is not a program ({type(e).__name__})") from e
+    unsafe = [g for g in guards if not isinstance(g, str) or not _safe_expression(g, guard=True)]
+    unsafe += [e for e in _expressions(program) if not _safe_expression(e, guard=False)]
+    if unsafe:
+        raise _refuse(path, f"models/model.json holds code, not a shape or guard: "
+                            f"{str(unsafe[0])[:80]!r}")  # fmt: skip
+
+
 class Pt2Archive(NamedTuple):
     data: bytes  # the file's bytes, as checked
     members: dict[str, bytes]  # by name inside the archive's top folder
 
 
 def read_program_archive(path: str | os.PathLike) -> Pt2Archive:
-    """A .pt2 checked so that `torch.export.load` unpickles nothing from it: only the members
-    a program needs, stored uncompressed (sizes bounded by the file), weights as raw tensors,
-    sample inputs loadable with torch's safe `weights_only` loader."""
+    """A .pt2 checked so that `torch.export.load` runs no code from it: only the members a
+    program needs, stored uncompressed (sizes bounded by the file), weights as raw tensors,
+    sample inputs loadable with torch's safe `weights_only` loader, shapes and guards that
+    are expressions only."""
     path = Path(path)
     if path.stat().st_size > MAX_PT2_BYTES:
         raise _refuse(path, f"larger than {MAX_PT2_BYTES >> 30} GiB")
@@ -171,6 +242,7 @@ def read_program_archive(path: str | os.PathLike) -> Pt2Archive:
     _check_payload_config(path, PT2_WEIGHTS, members[PT2_WEIGHTS], re.compile(r"weight_\d+"))
     _check_payload_config(path, PT2_CONSTANTS, members[PT2_CONSTANTS], re.compile(r"tensor_\d+"))
     _check_sample_inputs(path, members[PT2_SAMPLE_INPUTS])
+    _check_program_code(path, members["models/model.json"])
     return Pt2Archive(data, members)
 
 
