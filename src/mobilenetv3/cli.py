@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from typing import NoReturn
@@ -65,16 +66,34 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+DEBUG_ENV = "MOBILENETV3_DEBUG"  # set to 1 for the full traceback of any error
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. A bad input or path (ValueError, which every reader's error type is, or
+    OSError) is one line and exit 2; anything else is a bug: one line asking for a report,
+    exit 1. With MOBILENETV3_DEBUG=1 both show their traceback."""
     args = parse(sys.argv[1:] if argv is None else argv)
     try:
         return args.run(args)
     except KeyboardInterrupt:
         print(f"mobilenetv3 {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        print(f"mobilenetv3 {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        if isinstance(exc, ValueError | OSError):
+            print(f"mobilenetv3 {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        print(f"mobilenetv3 {args.command}: internal error: {type(exc).__name__}: "
+              f"{_one_line(exc)} (a bug: rerun with {DEBUG_ENV}=1 for the traceback and "
+              "report it)", file=sys.stderr)  # fmt: skip
+        return 1
 
 
 if __name__ == "__main__":

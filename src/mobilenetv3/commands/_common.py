@@ -174,6 +174,13 @@ def engine_runner(args: argparse.Namespace, model, batch: int):  # -> engines.Ru
     return export_runner(args.engine, source, threads=threads, batch_size=batch, image_size=size)
 
 
+def add_image_limit_argument(parser: argparse.ArgumentParser) -> None:
+    """--max-pixels: images declaring more pixels are refused before decoding (see
+    `data.preprocess.load_image`); default Pillow's 89,478,485."""
+    parser.add_argument("--max-pixels", type=positive_int, metavar="N",
+                        help="refuse images declaring more pixels (default 89478485)")  # fmt: skip
+
+
 def load_model(args: argparse.Namespace):  # -> MobileNet
     from mobilenetv3 import create_model
 

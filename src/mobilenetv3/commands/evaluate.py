@@ -9,6 +9,7 @@ import sys
 from mobilenetv3.atomic import write_json
 from mobilenetv3.commands._common import (
     add_engine_arguments,
+    add_image_limit_argument,
     add_json_output,
     add_model_arguments,
     add_option,
@@ -31,6 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad", action="store_true",
                         help="count and skip unreadable images instead of stopping")  # fmt: skip
     add_json_output(parser)
+    add_image_limit_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(lambda images: runner(images.numpy()), samples,
                       preprocess=model_preprocess(model), labels=labels,
                       batch_size=args.batch_size, workers=args.workers,
-                      skip_bad=args.skip_bad)  # fmt: skip
+                      skip_bad=args.skip_bad, max_pixels=args.max_pixels)  # fmt: skip
     engine = runner.kind + (" (auto)" if args.engine == "auto" else "")
     result |= {"model": model.variant.name, "weights": args.weights, "engine": runner.kind,
                "engine_chosen_by": "auto" if args.engine == "auto" else "user",

@@ -11,6 +11,7 @@ from pathlib import Path
 from mobilenetv3.atomic import write_json
 from mobilenetv3.commands._common import (
     add_engine_arguments,
+    add_image_limit_argument,
     add_json_output,
     add_model_arguments,
     engine_runner,
@@ -31,6 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad", action="store_true",
                         help="report and skip unreadable images instead of stopping")  # fmt: skip
     add_json_output(parser)
+    add_image_limit_argument(parser)
     parser.add_argument("--include-background", action="store_true",
                         help="let slim's class 0 (background) be shown")  # fmt: skip
 
@@ -57,7 +59,8 @@ def expand_images(items: list[str]) -> list[Path]:
 
 def predict(runner, paths: list[Path], *, preprocess, labels: list[str], topk: int = 5,
             batch_size: int = 32, workers: int = 2, skip_bad: bool = False,
-            include_background: bool = False) -> tuple[list[dict], list[dict]]:  # fmt: skip
+            include_background: bool = False,
+            max_pixels: int | None = None) -> tuple[list[dict], list[dict]]:  # fmt: skip
     """(top-k of each readable image, the skipped ones); a progress bar past a few batches."""
     import torch
     from tqdm import tqdm
@@ -65,7 +68,8 @@ def predict(runner, paths: list[Path], *, preprocess, labels: list[str], topk: i
     from mobilenetv3.data.datasets import ImageDataset, make_loader
     from mobilenetv3.data.labels import top_k
 
-    dataset = ImageDataset([(path, 0) for path in paths], preprocess, skip_bad)
+    dataset = ImageDataset([(path, 0) for path in paths], preprocess, skip_bad,
+                           max_pixels=max_pixels)
     loader = make_loader(dataset, batch_size, workers)
     results, skipped = [], []
     for batch in tqdm(loader, desc="predict", unit="batch", disable=len(loader) < 3):
@@ -92,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
                                labels=model_labels(model), topk=args.topk,
                                batch_size=args.batch_size, workers=args.workers,
                                skip_bad=args.skip_bad,
-                               include_background=args.include_background)  # fmt: skip
+                               include_background=args.include_background,
+                               max_pixels=args.max_pixels)  # fmt: skip
     for bad in skipped:
         print(f"skipped {bad['path']}: {bad['error']}", file=sys.stderr)
     if args.json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mobilenetv3.commands._common import (
+    add_image_limit_argument,
     add_model_arguments,
     check_suffix,
     positive_int,
@@ -38,6 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "QAT; the default for such weights)")  # fmt: skip
     parser.add_argument("--output", required=True, type=writable_path,
                         help="int8 file to write (atomically), its extension the format's")
+    add_image_limit_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +51,6 @@ def run(args: argparse.Namespace) -> int:
     method = args.method or default_method(model, args.format)
     path = quantize_folder(model, args.calibration, args.output, args.format,
                            num_images=args.num_images, subset=args.subset,
-                           method=method)  # fmt: skip
+                           method=method, max_pixels=args.max_pixels)  # fmt: skip
     print(f"wrote int8 {args.format} ({method} activation ranges) -> {path}")
     return 0

@@ -231,11 +231,13 @@ class ImageDataset(Dataset):
         skip_bad: bool = False,
         transform: Transform | None = None,
         seed: int = 0,
+        max_pixels: int | None = None,
     ) -> None:
         self.samples = list(samples)
         self.preprocess = preprocess
         self.skip_bad = skip_bad
         self.transform, self.seed, self.epoch = transform, seed, 0
+        self.max_pixels = max_pixels
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -251,7 +253,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> Item | BadSample:
         path, label = self.samples[i]
         try:
-            return self._tensor(load_image(path), i), int(label), int(i)
+            return self._tensor(load_image(path, self.max_pixels), i), int(label), int(i)
         except ImageError as e:
             if not self.skip_bad:
                 raise

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import struct
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+MAX_PIXELS = 89_478_485  # Pillow's own warning threshold (a 0.25 GiB RGBA image)
 
 
 class ImageError(ValueError):
@@ -41,18 +46,27 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str | Path) -> Image.Image:
+def load_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
     """Decode a file to 8-bit RGB, applying the EXIF orientation (as a camera viewer would).
 
-    Raises `ImageError` naming the file for a missing, empty, truncated or non-image file.
-    Pixels are decoded exactly (no JPEG `draft()` downscaling), as slim evaluation needs.
+    Raises `ImageError` naming the file for a missing, empty, truncated or non-image file, and
+    for one declaring more than `max_pixels` pixels (default `MAX_PIXELS`; checked from the
+    header, before decoding: a small file can declare a huge image). Pixels are decoded
+    exactly (no JPEG `draft()` downscaling), as slim evaluation needs.
     """
-    path = Path(path)
+    path, max_pixels = Path(path), max_pixels or MAX_PIXELS
     hint = "check or re-download the file, or pass --skip-bad (skip_bad=True in Python) to skip it"
     try:
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file (0 bytes); {hint}")
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # the limit below replaces Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            if img.width * img.height > max_pixels:
+                raise ImageError(f"{path}: declares {img.width}x{img.height} pixels, more than "
+                                 f"the limit of {max_pixels}; raise it with --max-pixels / "
+                                 "max_pixels if the image is genuine")  # fmt: skip
             img.load()
             img = ImageOps.exif_transpose(img) or img
             return to_rgb(img)
@@ -60,5 +74,8 @@ def load_image(path: str | Path) -> Image.Image:
         raise
     except FileNotFoundError as e:
         raise ImageError(f"{path}: no such file; {hint}") from e
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: {e}; raise the limit with --max-pixels / max_pixels") from e
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, struct.error, zlib.error,
+            IndexError, KeyError, TypeError) as e:  # fmt: skip
         raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e}); {hint}") from e

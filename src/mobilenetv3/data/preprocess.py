@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mobilenetv3.data.images import ImageError, load_image, to_rgb
+from mobilenetv3.data.images import MAX_PIXELS, ImageError, load_image, to_rgb
 from mobilenetv3.data.resize import (
     center_crop_box,
     central_crop_box,
@@ -43,6 +43,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "KINDS",
+    "MAX_PIXELS",
     "RESIZES",
     "SLIM_EVAL",
     "SLIM_EVAL_TF1",
@@ -65,6 +66,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _INV_255 = float(np.float32(1.0 / 255.0))
+MAX_SIDE = 4096  # model input sides (a bound for sizes read from files' metadata)
 _PIL_FILTERS = {"pil_bilinear": Image.Resampling.BILINEAR, "pil_bicubic": Image.Resampling.BICUBIC}
 
 
@@ -101,14 +103,15 @@ class Preprocess:
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-        if len(self.image_size) != 2 or min(self.image_size) < 1:
-            raise ValueError(f"image_size must be positive (H, W), got {self.image_size}")
+        if len(self.image_size) != 2 or not 1 <= min(self.image_size) <= max(self.image_size) \
+                <= MAX_SIDE:  # fmt: skip
+            raise ValueError(f"image_size must be (H, W) in 1..{MAX_SIDE}, got {self.image_size}")
         if not 0.0 < self.central_fraction <= 1.0:
             raise ValueError(f"central_fraction must be in (0, 1], got {self.central_fraction}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError("mean and std need 3 values each, std > 0")
-        if self.resize_shorter is not None and self.resize_shorter < 1:
-            raise ValueError(f"resize_shorter must be positive, got {self.resize_shorter}")
+        if self.resize_shorter is not None and not 1 <= self.resize_shorter <= MAX_SIDE:
+            raise ValueError(f"resize_shorter must be in 1..{MAX_SIDE}, got {self.resize_shorter}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (lists for tuples), e.g. for safetensors metadata."""

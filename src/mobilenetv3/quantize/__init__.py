@@ -141,7 +141,7 @@ def quantize_model(model: nn.Module, images: np.ndarray, output: str | os.PathLi
 
 def quantize_folder(weights: Any, calibration: str | os.PathLike, output: str | os.PathLike,
                     fmt: str, *, num_images: int | None = 500, subset: str = "all",
-                    **options: Any) -> Path:  # fmt: skip
+                    max_pixels: int | None = None, **options: Any) -> Path:  # fmt: skip
     """`mobilenetv3 quantize`: float weights (any file `create_model` reads, or a model) and a
     folder of calibration photos -> an int8 file."""
     from mobilenetv3.factory import create_model
@@ -149,5 +149,5 @@ def quantize_folder(weights: Any, calibration: str | os.PathLike, output: str | 
 
     model = weights if isinstance(weights, nn.Module) else create_model(weights=weights)
     paths = calibration_paths(calibration, num_images, subset)
-    images = load_batch(paths, model_preprocess(model), progress=True)
+    images = load_batch(paths, model_preprocess(model), progress=True, max_pixels=max_pixels)
     return quantize_model(model.eval(), images, output, fmt, **options)

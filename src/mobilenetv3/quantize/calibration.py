@@ -79,14 +79,14 @@ def calibration_paths(
 
 
 def load_batch(paths: Sequence[Path], preprocess: Preprocess = SLIM_EVAL,
-               progress: bool = False) -> np.ndarray:  # fmt: skip
+               progress: bool = False, max_pixels: int | None = None) -> np.ndarray:  # fmt: skip
     """NCHW float32 model input for `paths`; unreadable files are skipped, not fatal."""
     from tqdm import tqdm
 
     arrays = []
     for path in tqdm(paths, desc="calibration photos", unit="img", disable=not progress):
         try:
-            arrays.append(preprocess_image(load_image(path), preprocess).numpy())
+            arrays.append(preprocess_image(load_image(path, max_pixels), preprocess).numpy())
         except (ImageError, OSError):
             continue
     if len(arrays) < MIN_IMAGES:

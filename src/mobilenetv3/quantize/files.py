@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mobilenetv3.runtime.engines import Runner, load_program, make_runner
+from mobilenetv3.runtime.engines import Runner, make_runner
+from mobilenetv3.runtime.program_file import ProgramFileError, load_program, read_program_archive
 
 METADATA_KEY = "mobilenetv3"  # ONNX metadata_props key; pt2 extra file name
 ENGINE_OF = {".onnx": ("onnxruntime",), ".pt2": ("torch", "torch_compile"), ".tflite": ("litert",)}
@@ -68,8 +69,7 @@ def _tflite_quantized(path: Path) -> bool:
 
 
 def _pt2_quantized(path: Path) -> bool:
-    program = load_program(path)
-    return any("quantize" in str(node.target) for node in program.graph.nodes)
+    return any("quantize" in str(node.target) for node in load_program(path).graph.nodes)
 
 
 def is_quantized_file(path: str | os.PathLike) -> bool:
@@ -95,9 +95,11 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         props = onnx.load(str(path), load_external_data=False).metadata_props
         return next((json.loads(p.value) for p in props if p.key == METADATA_KEY), {})
     if path.suffix.lower() == ".pt2":
-        files = {METADATA_KEY: ""}
-        load_program(path, extra_files=files)
-        return json.loads(files[METADATA_KEY] or "{}")
+        note = read_program_archive(path).members.get(f"extra/{METADATA_KEY}", b"{}")
+        try:
+            return dict(json.loads(note))
+        except (ValueError, TypeError) as e:
+            raise ProgramFileError(f"{path}: its {METADATA_KEY} note is not a JSON object") from e
     return {}
 
 

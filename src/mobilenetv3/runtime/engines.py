@@ -43,6 +43,7 @@ from torch import nn
 
 from mobilenetv3.core.deploy import deploy_graph
 from mobilenetv3.core.model import MobileNet
+from mobilenetv3.runtime.program_file import load_program
 
 KINDS = ("torch", "torch_compile", "onnxruntime", "litert")
 FILE_FORMAT = {"onnxruntime": "onnx", "litert": "tflite"}  # the file each such engine runs
@@ -195,14 +196,6 @@ def _as_model(model_or_path: ModelOrPath) -> nn.Module:
     from mobilenetv3.factory import create_model
 
     return create_model(weights=model_or_path)
-
-
-def load_program(path: str | os.PathLike, **kwargs: Any) -> Any:
-    """`torch.export.load` of a .pt2: an int8 program calls `quantized_decomposed` ops, which
-    exist only once their defining module is imported (a fresh process fails without it)."""
-    import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers the Q/DQ ops)
-
-    return torch.export.load(str(path), **kwargs)
 
 
 class ExportedProgramRunner(Runner):

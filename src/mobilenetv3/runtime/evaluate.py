@@ -22,8 +22,12 @@ Forward = Callable[[torch.Tensor], torch.Tensor | np.ndarray]
 
 def model_preprocess(model: nn.Module) -> Preprocess:
     """The preprocessing stored with the weights, else slim's evaluation recipe."""
-    stored = getattr(model, "pretrained_info", {}).get("preprocess")
-    return Preprocess.from_dict(stored) if stored else SLIM_EVAL
+    info = getattr(model, "pretrained_info", {})
+    try:
+        return Preprocess.from_dict(info["preprocess"]) if info.get("preprocess") else SLIM_EVAL
+    except (ValueError, TypeError, AttributeError) as e:  # metadata of a downloaded file
+        source = info.get("source", "the weights")
+        raise ValueError(f"{source}: bad preprocessing metadata ({e}); re-convert it") from e
 
 
 def model_labels(model: nn.Module) -> list[str]:
@@ -46,9 +50,11 @@ def evaluate(
     workers: int = 2,
     skip_bad: bool = False,
     progress: bool = True,
+    max_pixels: int | None = None,
 ) -> dict[str, Any]:
     """top-1/top-5 in percent, per-class accuracy and the most frequent confusions."""
-    loader = make_loader(ImageDataset(samples, preprocess, skip_bad), batch_size, workers)
+    dataset = ImageDataset(samples, preprocess, skip_bad, max_pixels)
+    loader = make_loader(dataset, batch_size, workers)
     predictions, targets, skipped = [], [], []
     start, interrupted = time.perf_counter(), False
     try:
