@@ -11,7 +11,7 @@ from PIL import Image
 import mobilenetv3
 from mobilenetv3.data.labels import top_k
 from mobilenetv3.data.preprocess import SLIM_EVAL, TIMM_IMAGENET, load_image, preprocess_image
-from mobilenetv3.weights.loading import save_safetensors
+from mobilenetv3.weights.safetensors_io import save_safetensors
 
 SMALL = "v3-small_224_1.0_uint8.tflite"
 CATS = {"Egyptian cat", "tabby, tabby cat", "tiger cat"}

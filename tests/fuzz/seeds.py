@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mobilenetv3.reference import shared_dir
 from PIL import Image
+from shared_data import shared_dir
 
 from mobilenetv3 import create_model
 from mobilenetv3.data.preprocess import SLIM_EVAL
-from mobilenetv3.weights.loading import save_safetensors
+from mobilenetv3.weights.safetensors_io import save_safetensors
 
 from .mutate import Files
 

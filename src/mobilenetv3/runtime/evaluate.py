@@ -53,7 +53,7 @@ def evaluate(
     max_pixels: int | None = None,
 ) -> dict[str, Any]:
     """top-1/top-5 in percent, per-class accuracy and the most frequent confusions."""
-    dataset = ImageDataset(samples, preprocess, skip_bad, max_pixels)
+    dataset = ImageDataset(samples, preprocess, skip_bad, max_pixels=max_pixels)
     loader = make_loader(dataset, batch_size, workers)
     predictions, targets, skipped = [], [], []
     start, interrupted = time.perf_counter(), False

@@ -6,6 +6,9 @@ Every entry is checked when the reader opens (shard, shape against size, extent 
 data file), so a damaged checkpoint fails at once, naming the tensor; each tensor's crc32c is
 checked when it is read. Data shards are memory-mapped, so each tensor is copied exactly once,
 into the array returned to the caller; returned arrays stay valid after `close()`.
+
+Size: `CheckpointReader` is one class of ~250 lines because every method works on the same
+parsed index and mapped shards (their lifetimes are the reader's).
 """
 
 from __future__ import annotations
@@ -40,8 +43,6 @@ __all__ = ["CheckpointReader", "read_checkpoint"]
 
 class CheckpointReader:
     """Random access to the tensors of one TF checkpoint; use as a context manager.
-
-    One class of ~230 lines: every method works on the same parsed index and mapped shards.
 
     Accepts the checkpoint prefix (`.../model.ckpt`), its `.index` file, or a folder holding
     one checkpoint. `from_buffers` reads from bytes already in memory (e.g. out of a tarball).
