@@ -57,13 +57,15 @@ def test_auto_runs_an_8bit_tflite_in_litert(shared, photos, tmp_path):
 
 def test_auto_skips_an_engine_that_disagrees_with_torch(float_small, photos, tmp_path,
                                                         monkeypatch, capsys):  # fmt: skip
-    real = auto.make_runner
+    import mobilenetv3.export as exporters
+
+    real = exporters.export_runner
 
     def off_by_a_little(engine, model, **options):
         runner = real(engine, model, **options)
         return _Shifted(runner) if engine == "onnxruntime" else runner
 
-    monkeypatch.setattr(auto, "make_runner", off_by_a_little)
+    monkeypatch.setattr(exporters, "export_runner", off_by_a_little)
     result = _evaluate(photos, float_small, tmp_path)
     assert result["engine"] == "litert"
     assert "auto: onnxruntime differs from torch by 1.0e-03" in capsys.readouterr().err

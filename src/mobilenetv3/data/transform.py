@@ -48,7 +48,7 @@ def preprocess_of(source: Any) -> Preprocess:
     path = Path(source)
     if path.suffix.lower() != ".safetensors":
         return SLIM_EVAL  # TF checkpoints, release tarballs and .tflite files: slim's recipe
-    from mobilenetv3.weights.loading import safetensors_metadata
+    from mobilenetv3.weights.safetensors_io import safetensors_metadata
 
     stored = safetensors_metadata(path).get("preprocess")
     return Preprocess.from_dict(stored) if stored else SLIM_EVAL
