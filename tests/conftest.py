@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,17 @@ def shared() -> Path:
     if path is None:
         pytest.skip(f"reference data not found: put ../shared beside the checkout or set {ENV_VAR}")
     return path
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test, the previous count restored after it, pass or fail."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -27,10 +27,10 @@ def expected(tiny: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
         return x.numpy(), tiny(x).numpy()
 
 
+@pytest.mark.usefixtures("one_thread")  # the runner sets torch's threads: restored after
 @pytest.mark.parametrize("kind", KINDS)
 def test_runner_matches_eager(kind: str, tiny: torch.nn.Module, expected: tuple) -> None:
     x, logits = expected
-    threads = torch.get_num_threads()
     runner = make_runner(kind, tiny, threads=1, batch_size=2, image_size=SIZE)
     assert runner.kind == kind and runner.output == "logits" and runner.threads == 1
     out = runner(x)
@@ -38,7 +38,6 @@ def test_runner_matches_eager(kind: str, tiny: torch.nn.Module, expected: tuple)
     np.testing.assert_allclose(out, logits, atol=1e-4)
     if kind != "torch_compile":  # batch 1 after batch 2: the runner adapts
         np.testing.assert_allclose(runner(x[:1]), logits[:1], atol=1e-4)
-    torch.set_num_threads(threads)
 
 
 def test_runner_takes_files(tmp_path: Path, tiny: torch.nn.Module, expected: tuple) -> None:
@@ -59,7 +58,9 @@ def test_unknown_kind(tiny: torch.nn.Module) -> None:
 def test_official_uint8_tflite(shared: Path) -> None:
     """The official file runs through the same interface (float in, uint8 codes inside,
     probabilities out) and gives exactly what LiteRT's interpreter gives when driven by hand
-    with TFLite's quantization (q = round(x / scale) + zero point, real = (q - zp) * scale)."""
+    with TFLite's quantization (q = round(x / scale) + zero point, real = (q - zp) * scale).
+    (Was: 3 of 4 photos agree with our float export of the same weights, a measured bound;
+    the float path against LiteRT is test_litert_per_op and test_predict_evaluate.)"""
     from ai_edge_litert.interpreter import Interpreter
 
     from mobilenetv3.data.preprocess import load_image, preprocess_image
@@ -80,8 +81,6 @@ def test_official_uint8_tflite(shared: Path) -> None:
         interpreter.invoke()
         expected = (interpreter.get_tensor(out["index"])[0].astype(np.float32) - out_zero)
         np.testing.assert_array_equal(got, expected * np.float32(out_scale))
-    # uint8 probabilities: each of 1001 codes rounds by at most half a step of 1/256
-    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1001 * out_scale / 2)
     assert probs.max(-1).min() > 0.1  # confident on real photos, not a flat output
 
 
