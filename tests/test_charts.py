@@ -29,8 +29,7 @@ def test_latency_chart(tmp_path: Path) -> None:
             _row("v3_small_1.0", "onnxruntime", 3.0), _row("v2_1.0", "torch", 8.0),
             _row("v3_small_1.0 (official uint8)", "litert uint8", 2.0)]  # fmt: skip
     path = latency.latency_chart(rows, PUBLISHED, tmp_path / "latency.png")
-    with Image.open(path) as image:
-        assert image.size == (800, 500)
+    _assert_drawn(path, (800, 500))
     lines = latency.checks(rows, ["v3_large_1.0"], [1])
     assert "0/1 models" in lines[0]  # torch (9 ms) slower than LiteRT (7 ms)
 
@@ -51,5 +50,15 @@ def test_macs_chart_and_measured(tmp_path: Path) -> None:
     assert rows[0]["macs"] == 56_511_424  # figures.json, slim's count
     pytest.importorskip("matplotlib")
     path = macs_vs_top1.macs_chart(rows, PUBLISHED, measured, tmp_path / "macs.png")
+    _assert_drawn(path, (900, 600))
+
+
+def _assert_drawn(path: Path, size: tuple[int, int]) -> None:
+    """The PNG has the size asked for and something drawn on it: dark text and axes on a
+    light background, and the colours of several series."""
     with Image.open(path) as image:
-        assert image.size == (900, 600)
+        assert image.size == size
+        rgb = image.convert("RGB")
+        darkest, lightest = rgb.convert("L").getextrema()
+        assert darkest < 80 and lightest > 240
+        assert len(rgb.getcolors(maxcolors=1 << 20)) > 50
