@@ -93,15 +93,15 @@ def _random_input(*shape: int, seed: int = 0) -> torch.Tensor:
 
 def _assert_visible(logits: torch.Tensor) -> None:
     """Logits that spread: an all-zeros or a vanishing output cannot pass the comparison."""
-    assert logits.std() > 0.1, f"logits too small to compare: std {logits.std():.2g}"
+    assert logits.std() > 0.5, f"logits too small to compare: std {logits.std():.2g}"
 
 
 def test_randomize_keeps_activations_at_unit_scale():
     model = randomize(mobilenetv3.create_model("v3_large_1.0"), seed=1)
     with torch.no_grad():
         endpoints = model.forward_endpoints(_random_input(2, 3, 128, 96, seed=5))
-    for name in model.layer_names:
-        assert 0.2 < endpoints[name].std() < 5, name
+    for name in model.layer_names[: len(model.features)]:  # the feature maps, before pooling
+        assert 0.25 < endpoints[name].std() < 5, name  # fresh weights: 2e-4 by layer_10
     _assert_visible(endpoints["Logits"])
 
 
@@ -195,8 +195,14 @@ def test_channels_last_gives_the_same_logits():
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+# One variant per distinct graph (SE + hard-swish, no SE, detection tail, fused EdgeTPU
+# blocks, V2): widths and finegrain change no op, so compiling them again only costs time.
+COMPILE_VARIANTS = ["v3_large_1.0", "v3_small_1.0", "v3_large_minimalistic_1.0",
+                    "v3_small_detection_1.0", "edge_tpu_1.0", "v2_1.0"]  # fmt: skip
+
+
 @pytest.mark.parametrize("name", FIGURE_VARIANTS)
-def test_torch_export_and_compile(name):
+def test_torch_export(name):
     model = randomize(mobilenetv3.create_model(name))
     x = _random_input(1, 3, 96, 64)
     with torch.no_grad():
@@ -204,6 +210,15 @@ def test_torch_export_and_compile(name):
         _assert_visible(expected)
         exported = torch.export.export(model, (x,))
         torch.testing.assert_close(exported.module()(x), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", COMPILE_VARIANTS)
+def test_torch_compile(name):
+    model = randomize(mobilenetv3.create_model(name))
+    x = _random_input(1, 3, 96, 64)
+    with torch.no_grad():
+        expected = model(x)
+        _assert_visible(expected)
         torch._dynamo.reset()  # each variant compiles afresh, not as a recompile of the last
         compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
         torch.testing.assert_close(compiled(x), expected, atol=1e-4, rtol=1e-4)
