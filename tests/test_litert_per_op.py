@@ -1,9 +1,10 @@
 """The float path of the official uint8 files, op by op, against LiteRT's own intermediate
-tensors (`experimental_preserve_all_tensors`, builtin kernels): each of our layers, given the
-dequantized tensor LiteRT fed the op, must give LiteRT's dequantized output within half a
-quantization step of that output (plus LiteRT's fixed-point requantization, which rounds
-twice). This is what lets the float path's top-1 differ from LiteRT's only by what the
-quantization-trained weights lose without quantized activations."""
+tensors (`experimental_preserve_all_tensors`, builtin kernels): each conv layer (and each
+hard-swish LiteRT runs as its own op), given the dequantized tensor LiteRT fed the op, must
+give LiteRT's dequantized output within half a quantization step of that output plus what the
+integer kernel's own arithmetic may add (`PreservedRun.tolerance`). This is what lets the
+float path's top-1 differ from LiteRT's only by what the quantization-trained weights lose
+without quantized activations (test_predict_evaluate)."""
 
 from __future__ import annotations
 
