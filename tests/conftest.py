@@ -1,20 +1,56 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from shared_data import ENV_VAR, shared_dir
 
+# CI sets CI=true: there the reference data and every optional engine must be present, so a
+# skip (missing ../shared, a failed import of ai_edge_litert or matplotlib) is a failure.
+STRICT = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201
+    yield from _fail_skips_in_ci()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # noqa: ANN201
+    yield from _fail_skips_in_ci()
+
+
+def _fail_skips_in_ci():  # noqa: ANN202 - a hook wrapper's generator
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where nothing may be missing: {reason}"
+
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """The `../shared` reference folder; tests needing it skip, saying why, only where absent."""
+    """The `../shared` reference folder; tests needing it skip, saying why, only where absent
+    (and fail under CI=true)."""
     path = shared_dir()
     if path is None:
         pytest.skip(f"reference data not found: put ../shared beside the checkout or set {ENV_VAR}")
     return path
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test, the previous count restored after it, pass or fail."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -24,13 +24,15 @@ def tiny() -> torch.nn.Module:
 def expected(tiny: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
     x = example_input(SIZE, 2, seed=9)
     with torch.no_grad():
-        return x.numpy(), tiny(x).numpy()
+        logits = tiny(x).numpy()
+    assert logits.std() > 0.5  # randomize's spread: a zero output cannot pass
+    return x.numpy(), logits
 
 
+@pytest.mark.usefixtures("one_thread")  # the runner sets torch's threads: restored after
 @pytest.mark.parametrize("kind", KINDS)
 def test_runner_matches_eager(kind: str, tiny: torch.nn.Module, expected: tuple) -> None:
     x, logits = expected
-    threads = torch.get_num_threads()
     runner = export_runner(kind, tiny, threads=1, batch_size=2, image_size=SIZE)
     assert runner.kind == kind and runner.output == "logits" and runner.threads == 1
     out = runner(x)
@@ -38,7 +40,6 @@ def test_runner_matches_eager(kind: str, tiny: torch.nn.Module, expected: tuple)
     np.testing.assert_allclose(out, logits, atol=1e-4)
     if kind != "torch_compile":  # batch 1 after batch 2: the runner adapts
         np.testing.assert_allclose(runner(x[:1]), logits[:1], atol=1e-4)
-    torch.set_num_threads(threads)
 
 
 def test_runner_takes_files(tmp_path: Path, tiny: torch.nn.Module, expected: tuple) -> None:
@@ -57,8 +58,13 @@ def test_unknown_kind(tiny: torch.nn.Module) -> None:
 
 
 def test_official_uint8_tflite(shared: Path) -> None:
-    """The official files run through the same interface (uint8 in, probabilities out) and
-    agree with our float export of their own weights on real photos."""
+    """The official file runs through the same interface (float in, uint8 codes inside,
+    probabilities out) and gives exactly what LiteRT's interpreter gives when driven by hand
+    with TFLite's quantization (q = round(x / scale) + zero point, real = (q - zp) * scale).
+    (Was: 3 of 4 photos agree with our float export of the same weights, a measured bound;
+    the float path against LiteRT is test_litert_per_op and test_predict_evaluate.)"""
+    from ai_edge_litert.interpreter import Interpreter
+
     from mobilenetv3.data.preprocess import load_image, preprocess_image
 
     official = shared / "pretrained" / "v3-small_224_1.0_uint8.tflite"
@@ -67,9 +73,17 @@ def test_official_uint8_tflite(shared: Path) -> None:
     runner = make_runner("litert", official, threads=1)
     assert runner.output == "probabilities"
     probs = runner(x)  # the file fixes batch 1: the runner loops
-    assert probs.shape == (4, 1001) and np.all(probs.sum(-1) > 0.5)
-    ours = export_runner("litert", mobilenetv3.create_model(weights=official), threads=1)
-    assert (ours(x).argmax(-1) == probs.argmax(-1)).sum() >= 3
+    interpreter = Interpreter(model_path=str(official), num_threads=1)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    (in_scale, in_zero), (out_scale, out_zero) = inp["quantization"], out["quantization"]
+    for image, got in zip(x.transpose(0, 2, 3, 1), probs, strict=True):
+        codes = np.clip(np.round(image / in_scale + in_zero), 0, 255).astype(np.uint8)
+        interpreter.set_tensor(inp["index"], codes[None])
+        interpreter.invoke()
+        expected = (interpreter.get_tensor(out["index"])[0].astype(np.float32) - out_zero)
+        np.testing.assert_array_equal(got, expected * np.float32(out_scale))
+    assert probs.max(-1).min() > 0.1  # confident on real photos, not a flat output
 
 
 def test_pt2_round_trip(tmp_path: Path, tiny: torch.nn.Module) -> None:
@@ -78,7 +92,9 @@ def test_pt2_round_trip(tmp_path: Path, tiny: torch.nn.Module) -> None:
     program = torch.export.load(str(tmp_path / "m.pt2")).module()
     x = example_input(SIZE, 5, seed=2)
     with torch.no_grad():
-        np.testing.assert_allclose(program(x).numpy(), tiny(x).numpy(), atol=1e-5)
+        expected = tiny(x).numpy()
+        assert expected.std() > 0.5  # randomize's spread: a zero output cannot pass
+        np.testing.assert_allclose(program(x).numpy(), expected, atol=1e-5)
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt2"]
 
 

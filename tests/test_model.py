@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import mobilenetv3
+from mobilenetv3.core.init import randomize
 from mobilenetv3.core.naming import slim_names, slim_shape
 
 FIGURE_VARIANTS = [
@@ -86,6 +87,24 @@ def test_endpoint_shapes_equal_slim_at_odd_sizes(variant, shared):
             assert list(got) == nhwc, (size, name)
 
 
+def _random_input(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def _assert_visible(logits: torch.Tensor) -> None:
+    """Logits that spread: an all-zeros or a vanishing output cannot pass the comparison."""
+    assert logits.std() > 0.5, f"logits too small to compare: std {logits.std():.2g}"
+
+
+def test_randomize_keeps_activations_at_unit_scale():
+    model = randomize(mobilenetv3.create_model("v3_large_1.0"), seed=1)
+    with torch.no_grad():
+        endpoints = model.forward_endpoints(_random_input(2, 3, 128, 96, seed=5))
+    for name in model.layer_names[: len(model.features)]:  # the feature maps, before pooling
+        assert 0.25 < endpoints[name].std() < 5, name  # fresh weights: 2e-4 by layer_10
+    _assert_visible(endpoints["Logits"])
+
+
 def _same_size(size: int, strides: list[int]) -> int:
     for stride in strides:
         size = math.ceil(size / stride)
@@ -139,12 +158,14 @@ def test_num_classes_dropout_and_reset_classifier():
 
 
 def test_forward_features_and_head_compose():
-    model = mobilenetv3.create_model("v3_large_1.0").eval()
-    x = torch.rand(2, 3, 160, 160) * 2 - 1
+    model = randomize(mobilenetv3.create_model("v3_large_1.0"))
+    x = _random_input(2, 3, 160, 160)
     with torch.no_grad():
         features = model.forward_features(x)
         assert features.shape == (2, 960, 5, 5)
-        torch.testing.assert_close(model.forward_head(features), model(x))
+        logits = model(x)
+        _assert_visible(logits)
+        torch.testing.assert_close(model.forward_head(features), logits)
         assert model.forward_head(features, pre_logits=True).shape == (2, 1280)
 
 
@@ -165,22 +186,39 @@ def test_features_only_returns_slim_endpoints():
 
 
 def test_channels_last_gives_the_same_logits():
-    model = mobilenetv3.create_model("v3_large_1.0").eval()
-    x = torch.rand(2, 3, 224, 224) * 2 - 1
+    model = randomize(mobilenetv3.create_model("v3_large_1.0"))
+    x = _random_input(2, 3, 224, 224)
     with torch.no_grad():
         expected = model(x)
+        _assert_visible(expected)
         got = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+# One variant per distinct graph (SE + hard-swish, no SE, detection tail, fused EdgeTPU
+# blocks, V2): widths and finegrain change no op, so compiling them again only costs time.
+COMPILE_VARIANTS = ["v3_large_1.0", "v3_small_1.0", "v3_large_minimalistic_1.0",
+                    "v3_small_detection_1.0", "edge_tpu_1.0", "v2_1.0"]  # fmt: skip
+
+
 @pytest.mark.parametrize("name", FIGURE_VARIANTS)
-def test_torch_export_and_compile(name):
-    model = mobilenetv3.create_model(name).eval()
-    x = torch.rand(1, 3, 96, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+def test_torch_export(name):
+    model = randomize(mobilenetv3.create_model(name))
+    x = _random_input(1, 3, 96, 64)
     with torch.no_grad():
         expected = model(x)
+        _assert_visible(expected)
         exported = torch.export.export(model, (x,))
         torch.testing.assert_close(exported.module()(x), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", COMPILE_VARIANTS)
+def test_torch_compile(name):
+    model = randomize(mobilenetv3.create_model(name))
+    x = _random_input(1, 3, 96, 64)
+    with torch.no_grad():
+        expected = model(x)
+        _assert_visible(expected)
         torch._dynamo.reset()  # each variant compiles afresh, not as a recompile of the last
         compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
         torch.testing.assert_close(compiled(x), expected, atol=1e-4, rtol=1e-4)

@@ -43,9 +43,9 @@ def cli(*args: str, torchrun: int = 0) -> subprocess.CompletedProcess:
                           timeout=240)  # fmt: skip
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_overfits_a_small_batch(tmp_path: Path, shared: Path) -> None:
     data = image_folder(tmp_path / "data", shared, 16, label=lambda i: f"c{i % 4}")
-    torch.set_num_threads(1)
     config = load_config(model="v3_small_0.35", data=str(data),
                          output=str(tmp_path / "run"), image_size=96, batch_size=16, epochs=40,
                          augment="none", optimizer="adamw", lr=0.01, lr_reference_batch=None,

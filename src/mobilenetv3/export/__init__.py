@@ -23,11 +23,11 @@ from torch import nn
 
 from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core.deploy import fold_batch_norm, input_sizes
+from mobilenetv3.core.init import randomize
 from mobilenetv3.export.check import (
     ExportResult,
     example_input,
     max_abs_diff,
-    randomize,
     reference_output,
 )
 from mobilenetv3.runtime.engines import FILE_FORMAT, ModelOrPath, Runner, make_runner

@@ -25,29 +25,6 @@ class ExportResult:
         return f"{self.format} -> {self.path} ({diff} vs PyTorch)"
 
 
-def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics and affine terms and a wider classifier, in place: a
-    freshly built model has identity BatchNorm and ~0 logits, which would make an export
-    check pass whatever the folding or the graph got wrong."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def uniform(t: torch.Tensor, low: float, high: float) -> None:
-        t.data.copy_(torch.rand(t.shape, generator=generator) * (high - low) + low)
-
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            uniform(m.running_mean, -0.5, 0.5)
-            uniform(m.running_var, 0.5, 2.0)
-            uniform(m.weight, 0.5, 1.5)
-            uniform(m.bias, -0.5, 0.5)
-        elif isinstance(m, nn.Linear | nn.Conv2d) and m.bias is not None:
-            uniform(m.bias, -0.2, 0.2)
-    classifier = getattr(model, "classifier", None)
-    if isinstance(classifier, nn.Linear):
-        classifier.weight.data.normal_(0.0, 0.3, generator=generator)
-    return model.eval()
-
-
 def example_input(image_size: tuple[int, int], batch: int = 1, seed: int = 0) -> torch.Tensor:
     """A reproducible NCHW batch in [-1, 1], the model's input range."""
     generator = torch.Generator().manual_seed(seed)
