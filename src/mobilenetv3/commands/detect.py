@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mobilenetv3.commands._common import add_model_arguments, load_model
+from mobilenetv3.commands._common import add_model_arguments, load_model, positive_float
 from mobilenetv3.commands.predict import expand_images
 
 HELP = "detect objects with SSDLite: boxes as JSON, optionally an annotated PNG per image"
@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, weights_required=False)
     parser.add_argument("--json", type=Path, help="write the detections here (default: stdout)")
     parser.add_argument("--draw", type=Path, help="folder for one annotated PNG per image")
-    parser.add_argument("--min-score", type=float, default=0.5,
+    parser.add_argument("--min-score", type=positive_float, default=0.5,
                         help="report boxes scoring at least this (default 0.5)")  # fmt: skip
 
 
