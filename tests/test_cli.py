@@ -23,8 +23,10 @@ OLD_SPELLINGS = {
     "--num-workers": ("train", "num_workers"),
 }
 # counts where 0 has a meaning of its own; every other numeric flag takes only positive values
-ZERO_ALLOWED = {"--workers", "--num-workers", "--warmup", "--seed", "--checkpoint-every"}
-CHECKED_TYPES = (_common.positive_int, _common.nonnegative_int, _common.positive_float)
+ZERO_ALLOWED = {"--workers", "--num-workers", "--warmup", "--seed", "--checkpoint-every",
+                "--min-score"}
+CHECKED_TYPES = (_common.positive_int, _common.nonnegative_int, _common.positive_float,
+                 _common.probability)
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -63,7 +65,9 @@ def test_every_numeric_flag_rejects_zero_and_negatives_in_one_line(capsys):
                 continue
             bad = ["-1", "x"] if flag in ZERO_ALLOWED else ["-1", "0", "x"]
             bad += ["nan", "inf"] if action.type is _common.positive_float else []
-            assert (flag in ZERO_ALLOWED) == (action.type is _common.nonnegative_int), flag
+            bad += ["1.5", "nan"] if action.type is _common.probability else []
+            zero_means_something = (_common.nonnegative_int, _common.probability)
+            assert (flag in ZERO_ALLOWED) == (action.type in zero_means_something), flag
             for value in bad:
                 with pytest.raises(SystemExit) as exit_info:
                     main([command, f"{flag}={value}"])

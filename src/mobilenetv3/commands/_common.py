@@ -30,12 +30,18 @@ def positive_float(text: str) -> float:
     return _number(text, float, 0.0, "a number > 0", strict=True)
 
 
-def _number(text: str, kind: type, low: float, wanted: str, strict: bool = False) -> Any:
+def probability(text: str) -> float:
+    """A score threshold: 0 (keep everything) to 1."""
+    return _number(text, float, 0.0, "a number from 0 to 1", high=1.0)
+
+
+def _number(text: str, kind: type, low: float, wanted: str, strict: bool = False,
+            high: float = math.inf) -> Any:  # fmt: skip
     try:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-    if not math.isfinite(value) or value < low or (strict and value == low):
+    if not math.isfinite(value) or value < low or value > high or (strict and value == low):
         raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
     return value
 

@@ -6,7 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from mobilenetv3.commands._common import add_model_arguments, load_model, positive_float
+from mobilenetv3.commands._common import (
+    add_json_output,
+    add_model_arguments,
+    load_model,
+    probability,
+)
 from mobilenetv3.commands.predict import expand_images
 
 HELP = "detect objects with SSDLite: boxes as JSON, optionally an annotated PNG per image"
@@ -15,9 +20,9 @@ HELP = "detect objects with SSDLite: boxes as JSON, optionally an annotated PNG 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     add_model_arguments(parser, weights_required=False)
-    parser.add_argument("--json", type=Path, help="write the detections here (default: stdout)")
+    add_json_output(parser)
     parser.add_argument("--draw", type=Path, help="folder for one annotated PNG per image")
-    parser.add_argument("--min-score", type=positive_float, default=0.5,
+    parser.add_argument("--min-score", type=probability, default=0.5,
                         help="report boxes scoring at least this (default 0.5)")  # fmt: skip
 
 
@@ -29,12 +34,13 @@ def detect(model, path: Path, min_score: float) -> list[dict]:
     import numpy as np
     import torch
 
-    from mobilenetv3.data.preprocess import load_image, resize_bilinear_tf1
+    from mobilenetv3.data.preprocess import load_image
+    from mobilenetv3.data.resize import tf_resize_bilinear_hwc
 
     image = load_image(path)
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)
     size = model.spec.input_size
-    x = resize_bilinear_tf1(pixels, (size, size))[None] * (2.0 / 255.0) - 1.0
+    resized = tf_resize_bilinear_hwc(np.asarray(image), (size, size), half_pixel=False)
+    x = torch.from_numpy(resized).permute(2, 0, 1)[None] * (2.0 / 255.0) - 1.0
     with torch.inference_mode():
         out = model(x)
     scale = torch.tensor([image.height, image.width] * 2, dtype=torch.float32)
@@ -83,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
         results.append({"image": str(path), "detections": found})
         if args.draw:
             draw(path, found, args.draw)
-    if args.json:
-        write_json(args.json, results)
-    else:
+    if args.json in (None, "-"):  # stdout unless a PATH is given
         print(json.dumps(results, indent=2))
+    else:
+        write_json(args.json, results)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mobilenetv3.commands._common import add_model_arguments, load_model
+from mobilenetv3.commands._common import add_model_arguments, load_model, writable_path
 from mobilenetv3.commands.predict import expand_images
 
 HELP = "segment images with LR-ASPP: a class-id mask PNG and a colour overlay PNG per image"
@@ -14,7 +14,8 @@ HELP = "segment images with LR-ASPP: a class-id mask PNG and a colour overlay PN
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     add_model_arguments(parser, weights_required=False)
-    parser.add_argument("--output", type=Path, required=True, help="folder for the PNGs")
+    parser.add_argument("--output", type=writable_path, required=True,
+                        help="folder for the PNGs")  # fmt: skip
 
 
 def segment(model, path: Path):  # -> (PIL image, [H, W] uint8 class ids)
@@ -57,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
                          "--model lraspp_v3_large")  # fmt: skip
     for path in expand_images(args.images):
         image, mask = segment(model, path)
-        save(image, mask, args.output, path.stem)
-        print(f"{path}: {args.output / (path.stem + '_mask.png')}")
+        save(image, mask, Path(args.output), path.stem)
+        print(f"{path}: {Path(args.output) / (path.stem + '_mask.png')}")
     return 0
