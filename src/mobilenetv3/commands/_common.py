@@ -195,3 +195,14 @@ def load_model(args: argparse.Namespace):  # -> MobileNet
     if args.weights is None:
         print(f"warning: {args.model} has random weights (no --weights given)", file=sys.stderr)
     return create_model(args.model, weights=args.weights).eval()
+
+
+def load_task_model(args: argparse.Namespace, kind: type, task: str, example: str):
+    """The model named by the arguments, refused in one line unless it is a `kind` model (a
+    classification checkpoint given to `detect`, a detection one to `segment`)."""
+    model = load_model(args)
+    if not isinstance(model, kind):
+        raise ValueError(f"{args.weights or args.model} is not a {task} model (it builds "
+                         f"{type(model).__name__}); give a {task} checkpoint or --model "
+                         f"{example}")  # fmt: skip
+    return model

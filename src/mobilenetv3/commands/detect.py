@@ -9,7 +9,7 @@ from pathlib import Path
 from mobilenetv3.commands._common import (
     add_json_output,
     add_model_arguments,
-    load_model,
+    load_task_model,
     probability,
 )
 from mobilenetv3.commands.predict import expand_images
@@ -78,11 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from mobilenetv3.atomic import write_json
     from mobilenetv3.heads import SSDLite
 
-    model = load_model(args)
-    if not isinstance(model, SSDLite):
-        raise ValueError(f"{args.weights or args.model} is not a detection model (it builds "
-                         f"{type(model).__name__}); give an SSDLite checkpoint or --model "
-                         "ssdlite_v3_large")  # fmt: skip
+    model = load_task_model(args, SSDLite, "detection", "ssdlite_v3_large")
     results = []
     for path in expand_images(args.images):
         found = detect(model, path, args.min_score)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mobilenetv3.commands._common import add_model_arguments, load_model, writable_path
+from mobilenetv3.commands._common import add_model_arguments, load_task_model, writable_path
 from mobilenetv3.commands.predict import expand_images
 
 HELP = "segment images with LR-ASPP: a class-id mask PNG and a colour overlay PNG per image"
@@ -51,11 +51,7 @@ def save(image, mask, folder: Path, stem: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from mobilenetv3.heads import LRASPP
 
-    model = load_model(args)
-    if not isinstance(model, LRASPP):
-        raise ValueError(f"{args.weights or args.model} is not a segmentation model (it builds "
-                         f"{type(model).__name__}); give a DeepLab mobilenet v3 checkpoint or "
-                         "--model lraspp_v3_large")  # fmt: skip
+    model = load_task_model(args, LRASPP, "segmentation", "lraspp_v3_large")
     for path in expand_images(args.images):
         image, mask = segment(model, path)
         save(image, mask, Path(args.output), path.stem)

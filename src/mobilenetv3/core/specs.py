@@ -245,10 +245,17 @@ def parse_variant(name: str, depth_multiplier: float | None = None) -> Variant:
             f"unknown model {name!r}: expected one of {', '.join(NAMED_VARIANTS)} "
             f"(or any family {', '.join(FAMILIES)} with a depth multiplier, e.g. v3_large_0.35)"
         )
-    named = float(match["dm"]) if match["dm"] else None
-    if named is not None and depth_multiplier is not None and named != depth_multiplier:
-        raise ValueError(f"{name!r} names depth multiplier {named}, not {depth_multiplier}")
-    multiplier = next((m for m in (named, depth_multiplier) if m is not None), 1.0)
+    multiplier = multiplier_of(name, match["dm"], depth_multiplier)
+    return Variant(family, multiplier, bool(match["fine"]))
+
+
+def multiplier_of(name: str, named: str | None, depth_multiplier: float | None) -> float:
+    """The depth multiplier a model name gives (`..._0.75`) or the argument does (they must
+    agree), 1.0 when neither does."""
+    from_name = float(named) if named else None
+    if from_name is not None and depth_multiplier is not None and from_name != depth_multiplier:
+        raise ValueError(f"{name!r} names depth multiplier {from_name}, not {depth_multiplier}")
+    multiplier = next((m for m in (from_name, depth_multiplier) if m is not None), 1.0)
     if multiplier <= 0:
         raise ValueError(f"depth_multiplier must be > 0, got {multiplier}")
-    return Variant(family, multiplier, bool(match["fine"]))
+    return multiplier

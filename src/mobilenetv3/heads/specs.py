@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mobilenetv3.core.specs import multiplier_of
 from mobilenetv3.heads.anchors import SSDAnchors
 
 
@@ -98,10 +99,5 @@ def parse_name(name: str, depth_multiplier: float | None = None) -> tuple[str, f
     match = _NAME.match(name)
     if not match or match["family"] not in HEADS:
         return None
-    named = float(match["dm"]) if match["dm"] else None
-    if named is not None and depth_multiplier is not None and named != depth_multiplier:
-        raise ValueError(f"{name!r} names depth multiplier {named}, not {depth_multiplier}")
-    multiplier = next((m for m in (named, depth_multiplier) if m is not None), 1.0)
-    if multiplier <= 0:
-        raise ValueError(f"depth_multiplier must be > 0, got {multiplier}")
+    multiplier = multiplier_of(name, match["dm"], depth_multiplier)
     return match["family"], multiplier
