@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import mobilenetv3
+from mobilenetv3 import export
 from mobilenetv3.cli import main
 from mobilenetv3.commands.convert import run_convert
 from mobilenetv3.runtime import auto
@@ -21,7 +22,7 @@ SMALL = "v3-small_224_1.0_uint8.tflite"
 def float_small(shared, tmp_path_factory):
     """Float weights (the official 8-bit file's, dequantized) in a .safetensors."""
     path = tmp_path_factory.mktemp("float") / "small.safetensors"
-    return run_convert(shared / "pretrained" / SMALL, path)
+    return run_convert(shared / "pretrained" / SMALL, path, dequantize=True)
 
 
 @pytest.fixture
@@ -57,13 +58,13 @@ def test_auto_runs_an_8bit_tflite_in_litert(shared, photos, tmp_path):
 
 def test_auto_skips_an_engine_that_disagrees_with_torch(float_small, photos, tmp_path,
                                                         monkeypatch, capsys):  # fmt: skip
-    real = auto.make_runner
+    real = export.export_runner
 
     def off_by_a_little(engine, model, **options):
         runner = real(engine, model, **options)
         return _Shifted(runner) if engine == "onnxruntime" else runner
 
-    monkeypatch.setattr(auto, "make_runner", off_by_a_little)
+    monkeypatch.setattr(export, "export_runner", off_by_a_little)
     result = _evaluate(photos, float_small, tmp_path)
     assert result["engine"] == "litert"
     assert "auto: onnxruntime differs from torch by 1.0e-03" in capsys.readouterr().err
@@ -82,7 +83,7 @@ def test_device_must_exist(float_small, capsys):
 
 def test_the_gpu_runner_computes_what_the_model_does(shared):
     """DeviceRunner (torch on --device cuda) checked on the CPU device: the same graph."""
-    model = mobilenetv3.create_model(weights=shared / "pretrained" / SMALL).eval()
+    model = mobilenetv3.create_model(weights=shared / "pretrained" / SMALL, dequantize=True).eval()
     images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)) * 2 - 1
     runner = auto.DeviceRunner(model, torch.device("cpu"), (224, 224))
     with torch.inference_mode():

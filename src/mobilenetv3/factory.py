@@ -26,6 +26,7 @@ def create_model(
     features_only: bool = False,
     endpoints: list[str] | None = None,
     int8: bool = False,
+    dequantize: bool = False,
     **overrides: Any,
 ) -> nn.Module:
     """Build a variant by name (`v3_large_1.0`, `v3_small_0.75_finegrain`, `v2_1.4`, or a family
@@ -36,20 +37,23 @@ def create_model(
     from the cache, verified; it never downloads (`mobilenetv3 download NAME` does).
     `overrides`: `dropout`, `finegrain_classification_mode`, `min_depth`, `divisible_by`.
     `features_only=True` returns a backbone whose forward gives the slim endpoints by name.
-    `int8=True` is `load_int8(weights)`: the file's own graph, so every other option is refused.
+    An 8-bit `.tflite` is an int8 model: `int8=True` is `load_int8(weights)`, the file's own
+    graph (so every other option is refused); `dequantize=True` loads its weights as a float
+    model instead; without either it is refused.
     """
     if pretrained:
         name, weights = _release(name, weights)
     if int8:
         _refuse_int8_options(name=name, num_classes=num_classes, features_only=features_only,
                              depth_multiplier=depth_multiplier, endpoints=endpoints,
-                             **overrides)  # fmt: skip
+                             dequantize=dequantize, **overrides)  # fmt: skip
         return load_int8(weights)
     if weights is not None:
         from mobilenetv3.weights.loading import load_pretrained
 
         model = load_pretrained(weights, name, num_classes=num_classes,
-                                depth_multiplier=depth_multiplier, **overrides)  # fmt: skip
+                                depth_multiplier=depth_multiplier, dequantize=dequantize,
+                                **overrides)  # fmt: skip
     else:
         if name is None:
             raise ValueError("create_model needs a model name or weights to infer it from; "
@@ -83,7 +87,7 @@ def build(name: str, *, num_classes: int = 1001, depth_multiplier: float | None 
 
 # what `create_model` gets when an option is not given
 _DEFAULTS = {"name": None, "num_classes": 1001, "features_only": False, "depth_multiplier": None,
-             "endpoints": None}  # fmt: skip
+             "endpoints": None, "dequantize": False}  # fmt: skip
 
 
 def _refuse_int8_options(**given: Any) -> None:

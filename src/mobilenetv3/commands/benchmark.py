@@ -6,6 +6,7 @@ import argparse
 
 from mobilenetv3.commands._common import (
     ENGINES,
+    add_dequantize,
     add_image_size,
     add_model_arguments,
     add_option,
@@ -18,6 +19,7 @@ HELP = "CPU latency of one model on each inference engine (median, p90, ratio to
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, weights_required=False)
+    add_dequantize(parser)
     add_option(parser, "--engine", old=("--engines",), nargs="+", choices=ENGINES,
                default=["torch", "onnxruntime", "litert"],
                help="engines to time (torch_compile adds a one-off compile)")  # fmt: skip
