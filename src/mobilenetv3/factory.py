@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ def create_model(
     pretrained: bool = False,
     features_only: bool = False,
     endpoints: list[str] | None = None,
+    out_indices: Sequence[int] | None = None,
     int8: bool = False,
     dequantize: bool = False,
     **overrides: Any,
@@ -36,7 +38,8 @@ def create_model(
     `pretrained=True` loads the official release `name` (`mobilenetv3.weights.hub.RELEASES`)
     from the cache, verified; it never downloads (`mobilenetv3 download NAME` does).
     `overrides`: `dropout`, `finegrain_classification_mode`, `min_depth`, `divisible_by`.
-    `features_only=True` returns a backbone whose forward gives the slim endpoints by name.
+    `features_only=True` returns a backbone whose forward gives the slim endpoints by name,
+    chosen by `endpoints` (names) or `out_indices` (stages), described by its `feature_info`.
     An 8-bit `.tflite` is an int8 model: `int8=True` is `load_int8(weights)`, the file's own
     graph (so every other option is refused); `dequantize=True` loads its weights as a float
     model instead; without either it is refused.
@@ -46,7 +49,8 @@ def create_model(
     if int8:
         _refuse_int8_options(name=name, num_classes=num_classes, features_only=features_only,
                              depth_multiplier=depth_multiplier, endpoints=endpoints,
-                             dequantize=dequantize, **overrides)  # fmt: skip
+                             out_indices=out_indices, dequantize=dequantize,
+                             **overrides)  # fmt: skip
         return load_int8(weights)
     if weights is not None:
         from mobilenetv3.weights.loading import load_pretrained
@@ -60,7 +64,9 @@ def create_model(
                              f"known names: {', '.join(list_models())}")  # fmt: skip
         model = build(name, num_classes=num_classes, depth_multiplier=depth_multiplier,
                       **overrides)  # fmt: skip
-    return FeatureExtractor(model, endpoints) if features_only or endpoints else model
+    if features_only or endpoints or out_indices is not None:
+        return FeatureExtractor(model, endpoints, out_indices)
+    return model
 
 
 def _release(name: str | None, weights: Any) -> tuple[str, Any]:
@@ -87,7 +93,7 @@ def build(name: str, *, num_classes: int = 1001, depth_multiplier: float | None 
 
 # what `create_model` gets when an option is not given
 _DEFAULTS = {"name": None, "num_classes": 1001, "features_only": False, "depth_multiplier": None,
-             "endpoints": None, "dequantize": False}  # fmt: skip
+             "endpoints": None, "out_indices": None, "dequantize": False}  # fmt: skip
 
 
 def _refuse_int8_options(**given: Any) -> None:
