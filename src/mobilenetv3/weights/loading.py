@@ -316,8 +316,8 @@ def load_pretrained(
     if meta.get("quantized") and not dequantize:
         raise WeightsError(
             f"{path} is an 8-bit .tflite, an int8 model: run its integer graph with int8=True "
-            "(load_int8; the CLI does so by default), or load its weights as a float model with "
-            "dequantize=True (--dequantize)"
+            "(load_int8; predict and evaluate run it so by default), or load its weights as a "
+            "float model with dequantize=True (--dequantize)"
         )
     variant = infer_variant(slim_state_shapes(state))
     if name is not None:
