@@ -100,3 +100,22 @@ class _Shifted:
 
     def __call__(self, x):
         return self.runner(x) + 1e-3
+
+
+def test_train_runs_on_the_device_asked(shared, tmp_path, capsys):
+    from mobilenetv3.train import load_config, train
+
+    data = tmp_path / "data"
+    for i, path in enumerate(sorted((shared / "images" / "imagenet-samples").iterdir())[:4]):
+        (data / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        (data / f"c{i % 2}" / path.name).symlink_to(path)
+    config = load_config(model="v3_small_0.35", data=str(data), output=str(tmp_path / "run"),
+                         image_size=64, batch_size=4, max_steps=1, device="cpu", log_every=0,
+                         plot=False, progress=False)  # fmt: skip
+    train(config)
+    start = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["device"] == "cpu"
+    argv = ["train", "--model", "v3_small_0.35", "--data", str(data), "--output",
+            str(tmp_path / "run2"), "--device", "cuda:99"]
+    assert main(argv) == 2
+    assert "CUDA device" in capsys.readouterr().err
