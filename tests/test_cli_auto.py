@@ -119,3 +119,13 @@ def test_train_runs_on_the_device_asked(shared, tmp_path, capsys):
             str(tmp_path / "run2"), "--device", "cuda:99"]
     assert main(argv) == 2
     assert "CUDA device" in capsys.readouterr().err
+
+
+def test_benchmark_runs_torch_on_the_device_asked(capsys):
+    argv = ["benchmark", "--model", "v3_small_0.35", "--engine", "torch", "--image-size", "64",
+            "--iters", "2", "--warmup", "0", "--threads", "1", "2"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [(row[1], row[2]) for row in rows] == [("torch", "1"), ("torch", "2")]
+    assert main([*argv, "--device", "cuda:99"]) == 2
+    assert "CUDA device" in capsys.readouterr().err
