@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=50)
     args = parser.parse_args()
-    model = create_model(weights=args.weights)
+    model = create_model(weights=args.weights, dequantize=True)  # the float model of 8-bit files
     preprocess = model_preprocess(model)
     samples = list_samples(args.data)[: args.limit]
     threads = max(1, (os.cpu_count() or 2) // 2)

@@ -192,7 +192,7 @@ def chart(rows: list[dict], path: Path, name: str) -> Path:
 def main() -> int:
     args = parse_args()
     weights = args.weights or shared_dir() / "pretrained" / OFFICIAL
-    model = mobilenetv3.create_model(weights=weights)
+    model = mobilenetv3.create_model(weights=weights, dequantize=True)  # float of the 8-bit file
     folds, split = photos(args.quick)
     with tempfile.TemporaryDirectory(prefix="mobilenetv3-int8-") as tmp:
         built = [fold_predictions(model, fold, Path(tmp) / str(k)) for k, fold in enumerate(folds)]

@@ -37,7 +37,7 @@ def find(filename: str, folders: list[Path]) -> Path | None:
 
 
 def measure(weights: Path, samples: list, engine: str) -> float:
-    model = create_model(weights=weights)
+    model = create_model(weights=weights, dequantize=True)  # the official files, as float
     preprocess = model_preprocess(model)
     source = weights if engine == "litert" else model
     runner = make_runner(engine, source, threads=1, batch_size=50, image_size=preprocess.image_size)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import mobilenetv3
+from mobilenetv3 import export
 from mobilenetv3.cli import main
 from mobilenetv3.commands.convert import run_convert
 from mobilenetv3.runtime import auto
@@ -21,7 +22,7 @@ SMALL = "v3-small_224_1.0_uint8.tflite"
 def float_small(shared, tmp_path_factory):
     """Float weights (the official 8-bit file's, dequantized) in a .safetensors."""
     path = tmp_path_factory.mktemp("float") / "small.safetensors"
-    return run_convert(shared / "pretrained" / SMALL, path)
+    return run_convert(shared / "pretrained" / SMALL, path, dequantize=True)
 
 
 @pytest.fixture
@@ -57,15 +58,13 @@ def test_auto_runs_an_8bit_tflite_in_litert(shared, photos, tmp_path):
 
 def test_auto_skips_an_engine_that_disagrees_with_torch(float_small, photos, tmp_path,
                                                         monkeypatch, capsys):  # fmt: skip
-    import mobilenetv3.export as exporters
-
-    real = exporters.export_runner
+    real = export.export_runner
 
     def off_by_a_little(engine, model, **options):
         runner = real(engine, model, **options)
         return _Shifted(runner) if engine == "onnxruntime" else runner
 
-    monkeypatch.setattr(exporters, "export_runner", off_by_a_little)
+    monkeypatch.setattr(export, "export_runner", off_by_a_little)
     result = _evaluate(photos, float_small, tmp_path)
     assert result["engine"] == "litert"
     assert "auto: onnxruntime differs from torch by 1.0e-03" in capsys.readouterr().err
@@ -84,7 +83,7 @@ def test_device_must_exist(float_small, capsys):
 
 def test_the_gpu_runner_computes_what_the_model_does(shared):
     """DeviceRunner (torch on --device cuda) checked on the CPU device: the same graph."""
-    model = mobilenetv3.create_model(weights=shared / "pretrained" / SMALL).eval()
+    model = mobilenetv3.create_model(weights=shared / "pretrained" / SMALL, dequantize=True).eval()
     images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)) * 2 - 1
     runner = auto.DeviceRunner(model, torch.device("cpu"), (224, 224))
     with torch.inference_mode():
@@ -101,3 +100,32 @@ class _Shifted:
 
     def __call__(self, x):
         return self.runner(x) + 1e-3
+
+
+def test_train_runs_on_the_device_asked(shared, tmp_path, capsys):
+    from mobilenetv3.train import load_config, train
+
+    data = tmp_path / "data"
+    for i, path in enumerate(sorted((shared / "images" / "imagenet-samples").iterdir())[:4]):
+        (data / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        (data / f"c{i % 2}" / path.name).symlink_to(path)
+    config = load_config(model="v3_small_0.35", data=str(data), output=str(tmp_path / "run"),
+                         image_size=64, batch_size=4, max_steps=1, device="cpu", log_every=0,
+                         plot=False, progress=False)  # fmt: skip
+    train(config)
+    start = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["device"] == "cpu"
+    argv = ["train", "--model", "v3_small_0.35", "--data", str(data), "--output",
+            str(tmp_path / "run2"), "--device", "cuda:99"]
+    assert main(argv) == 2
+    assert "CUDA device" in capsys.readouterr().err
+
+
+def test_benchmark_runs_torch_on_the_device_asked(capsys):
+    argv = ["benchmark", "--model", "v3_small_0.35", "--engine", "torch", "--image-size", "64",
+            "--iters", "2", "--warmup", "0", "--threads", "1", "2"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [(row[1], row[2]) for row in rows] == [("torch", "1"), ("torch", "2")]
+    assert main([*argv, "--device", "cuda:99"]) == 2
+    assert "CUDA device" in capsys.readouterr().err

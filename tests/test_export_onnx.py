@@ -59,7 +59,7 @@ def test_official_weights_on_a_photo(shared: Path, tmp_path: Path) -> None:
     from mobilenetv3.data.preprocess import load_image, preprocess_image
 
     weights = shared / "pretrained" / "v3-small_224_1.0_uint8.tflite"
-    model = mobilenetv3.create_model(weights=weights)
+    model = mobilenetv3.create_model(weights=weights, dequantize=True)
     export_onnx(model, tmp_path / "m.onnx")
     photo = sorted((shared / "images" / "imagenet-samples").iterdir())[0]
     x = preprocess_image(load_image(photo))[None]

@@ -36,7 +36,7 @@ def setup(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     calibration = load_batch([p for p, _ in _spread(split_samples(samples, "odd"),
                                                     NUM_CALIBRATION)])  # fmt: skip
     held_out = _spread(split_samples(samples, "even"), NUM_EVAL)
-    model = mobilenetv3.create_model(weights=shared / "pretrained" / SMALL).eval()
+    model = mobilenetv3.create_model(weights=shared / "pretrained" / SMALL, dequantize=True).eval()
     ranges = tflite_int8.calibrate_model(model, calibration)
     folder = tmp_path_factory.mktemp("int8")
     files = {}

@@ -180,7 +180,7 @@ def test_features_only_returns_slim_endpoints():
     assert {k: v.shape[1:] for k, v in out.items()} == {
         "layer_4": (24, 56, 56), "layer_7": (40, 28, 28), "layer_13": (112, 14, 14)
     }  # fmt: skip
-    assert [f["channels"] for f in chosen.feature_info] == [24, 40, 112]
+    assert [f["num_chs"] for f in chosen.feature_info] == [24, 40, 112]
     with pytest.raises(ValueError, match="unknown endpoints"):
         mobilenetv3.create_model("v3_large_1.0", endpoints=["layer_99"])
 

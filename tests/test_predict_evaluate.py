@@ -76,7 +76,7 @@ def test_float_path_top1_against_litert(filename, shared, samples, pixels):
     path = shared / "pretrained" / filename
     labels = np.array([label for _, label in samples])
     reference = litert_top1(path, pixels)
-    ours = float_top1(mobilenetv3.create_model(weights=path), pixels)
+    ours = float_top1(mobilenetv3.create_model(weights=path, dequantize=True), pixels)
     litert_acc, our_acc = 100 * (reference == labels).mean(), 100 * (ours == labels).mean()
     agreement = 100 * (reference == ours).mean()
     print(f"{filename}: LiteRT {litert_acc:.1f}  float path {our_acc:.1f}  agree {agreement:.1f}")
@@ -98,7 +98,8 @@ def torch_forward(model: torch.nn.Module):
 
 def test_evaluate_api_reports_top1_top5_and_confusions(shared, samples, pixels):
     """The figures equal a count made here from the model's scores on the same pixels."""
-    model = mobilenetv3.create_model(weights=shared / "pretrained" / SMALL)
+    model = mobilenetv3.create_model(weights=shared / "pretrained" / SMALL,
+                                      dequantize=True)
     result = evaluate(torch_forward(model), samples[:100], labels=None, progress=False)
     with torch.inference_mode():
         best = model(pixels[:100]).topk(5, dim=1).indices.numpy()

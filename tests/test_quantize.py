@@ -31,7 +31,7 @@ CALIBRATION = 96  # odd-label photos; every even-label photo (500) evaluates
 
 @pytest.fixture(scope="module")
 def small(shared):
-    return mobilenetv3.create_model(weights=shared / "pretrained" / SMALL)
+    return mobilenetv3.create_model(weights=shared / "pretrained" / SMALL, dequantize=True)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def learned(request, shared, split, tmp_path_factory):
     """(official file, its float weights, our int8 TFLite of them with the official file's
     learned ranges: the default for weights read from an 8-bit file)."""
     official = shared / "pretrained" / request.param
-    model = mobilenetv3.create_model(weights=official)
+    model = mobilenetv3.create_model(weights=official, dequantize=True)
     path = tmp_path_factory.mktemp("learned") / request.param.replace("uint8", "int8")
     return official, model, quantize_model(model, split[0][:MIN_IMAGES], path, "tflite")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ def create_model(
     pretrained: bool = False,
     features_only: bool = False,
     endpoints: list[str] | None = None,
+    out_indices: Sequence[int] | None = None,
     int8: bool = False,
+    dequantize: bool = False,
     **overrides: Any,
 ) -> nn.Module:
     """Build a variant by name (`v3_large_1.0`, `v3_small_0.75_finegrain`, `v2_1.4`, or a family
@@ -40,19 +43,24 @@ def create_model(
     `pretrained=True` loads the official release `name` (`mobilenetv3.weights.hub.RELEASES`)
     from the cache, verified; it never downloads (`mobilenetv3 download NAME` does).
     `overrides`: `dropout`, `finegrain_classification_mode`, `min_depth`, `divisible_by`.
-    `features_only=True` returns a backbone whose forward gives the slim endpoints by name.
-    `int8=True` is `load_int8(weights)`: the file's own graph, so every other option is refused.
+    `features_only=True` returns a backbone whose forward gives the slim endpoints by name,
+    chosen by `endpoints` (names) or `out_indices` (stages), described by its `feature_info`.
+    An 8-bit `.tflite` is an int8 model: `int8=True` is `load_int8(weights)`, the file's own
+    graph (so every other option is refused); `dequantize=True` loads its weights as a float
+    model instead; without either it is refused.
     """
     if pretrained:
         name, weights = _release(name, weights)
     if int8:
         _refuse_int8_options(name=name, num_classes=num_classes, features_only=features_only,
                              depth_multiplier=depth_multiplier, endpoints=endpoints,
+                             out_indices=out_indices, dequantize=dequantize,
                              **overrides)  # fmt: skip
         return load_int8(weights)
     if weights is not None:
         model = load_pretrained(weights, name, num_classes=num_classes,
-                                depth_multiplier=depth_multiplier, **overrides)  # fmt: skip
+                                depth_multiplier=depth_multiplier, dequantize=dequantize,
+                                **overrides)  # fmt: skip
     else:
         if name is None:
             raise ValueError("create_model needs a model name or weights to infer it from; "
@@ -65,22 +73,35 @@ def create_model(
                                depth_multiplier=depth_multiplier)  # fmt: skip
         model = build(name, num_classes=num_classes, depth_multiplier=depth_multiplier,
                       **overrides)  # fmt: skip
-    return FeatureExtractor(model, endpoints) if features_only or endpoints else model
+    if features_only or endpoints or out_indices is not None:
+        return FeatureExtractor(model, endpoints, out_indices)
+    return model
 
 
 def load_pretrained(weights: Any, name: str | None = None, *, num_classes: int = 1001,
                     depth_multiplier: float | None = None, use_ema: bool = True,
-                    dropout: float | None = None) -> nn.Module:  # fmt: skip
+                    dropout: float | None = None,
+                    dequantize: bool = False) -> nn.Module:  # fmt: skip
     """The model the weights were made for (or `name`), loaded: a classifier, or a detection /
-    segmentation model where the checkpoint (or `name`) has a head."""
+    segmentation model where the checkpoint (or `name`) has a head.
+
+    An 8-bit .tflite is an int8 model, so its weights load as float only with `dequantize`:
+    one file is one model whatever runs it (`load_int8` runs the integer graph)."""
     from mobilenetv3.heads.loading import is_head_model, load_head
     from mobilenetv3.weights import loading
+    from mobilenetv3.weights.errors import WeightsError
     from mobilenetv3.weights.safetensors_io import load_safetensors
 
     path = loading.existing_weights(weights)
     if path.suffix.lower() == ".safetensors":
         return load_safetensors(path, name, num_classes=num_classes, dropout=dropout)
     state, meta = loading.read_slim_state(path, use_ema=use_ema)
+    if meta.get("quantized") and not dequantize:
+        raise WeightsError(
+            f"{path} is an 8-bit .tflite, an int8 model: run its integer graph with int8=True "
+            "(load_int8; predict and evaluate run it so by default), or load its weights as a "
+            "float model with dequantize=True (--dequantize)"
+        )
     if is_head_model(state, name):
         return load_head(state, str(path), name)
     return loading.model_from_state(state, meta, path, name, num_classes=num_classes,
@@ -112,7 +133,7 @@ def build(name: str, *, num_classes: int = 1001, depth_multiplier: float | None 
 
 # what `create_model` gets when an option is not given
 _DEFAULTS = {"name": None, "num_classes": 1001, "features_only": False, "depth_multiplier": None,
-             "endpoints": None}  # fmt: skip
+             "endpoints": None, "out_indices": None, "dequantize": False}  # fmt: skip
 
 
 def _refuse_int8_options(**given: Any) -> None:

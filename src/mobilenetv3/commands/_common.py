@@ -4,6 +4,7 @@ size, counts, JSON output), and building the model a user named."""
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import re
@@ -145,30 +146,66 @@ def device_arg(value: str) -> str:
     return value
 
 
-def load_for_engine(args: argparse.Namespace):  # -> MobileNet | quantize.Int8Model
-    """The model named by the arguments; an int8 .onnx/.pt2 loads as the file it is."""
-    from mobilenetv3.quantize import int8_model_info, runs_only_in_engine
+def add_dequantize(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dequantize", action="store_true",
+                        help="run an 8-bit .tflite's weights as a float model (default: the "
+                             "int8 model the file is, on every engine)")  # fmt: skip
 
-    if args.weights is not None and runs_only_in_engine(args.weights):
-        return int8_model_info(args.weights)
-    return load_model(args)
+
+def runs_as_file(args: argparse.Namespace) -> bool:
+    """.onnx and .pt2 files (float or int8) run as the files they are, in their engine; so does
+    an 8-bit .tflite (an int8 model) unless --dequantize asks for its float weights."""
+    suffix = Path(args.weights).suffix.lower() if args.weights else ""
+    if suffix in (".onnx", ".pt2"):
+        return True
+    return suffix == ".tflite" and not args.dequantize and _quantized(args.weights)
+
+
+def precision(args: argparse.Namespace) -> str:
+    int8 = args.weights is not None and runs_as_file(args) and _quantized(args.weights)
+    return "int8" if int8 else "float32"
+
+
+@functools.cache
+def _quantized(path: str) -> bool:
+    from mobilenetv3.quantize import is_quantized_file
+
+    return is_quantized_file(path)
+
+
+def load_for_engine(args: argparse.Namespace):  # -> MobileNet | quantize.Int8Model
+    """The model named by the arguments; a file that runs as it is: its note (variant, classes,
+    preprocessing, labels) where we wrote one, else slim's defaults with 1001 classes."""
+    from mobilenetv3.quantize import int8_model_info
+
+    return int8_model_info(args.weights) if runs_as_file(args) else load_model(args)
 
 
 def engine_runner(args: argparse.Namespace, model, batch: int):  # -> engines.Runner
     """The model in `args.engine` on `args.device` (torch: the BN-folded deployment graph);
-    LiteRT runs a .tflite as it is, int8 .onnx/.pt2 files run as they are."""
+    LiteRT runs a float .tflite as it is; files that run as they are do so in their engine."""
     from mobilenetv3.export import export_runner
-    from mobilenetv3.quantize import int8_runner, runs_only_in_engine
-    from mobilenetv3.runtime.auto import auto_runner, resolve_device, torch_runner
+    from mobilenetv3.quantize import int8_runner
+    from mobilenetv3.runtime.auto import (
+        auto_runner,
+        resolve_device,
+        tflite_int8_runner,
+        torch_runner,
+    )
     from mobilenetv3.runtime.evaluate import model_preprocess
 
     weights, size = args.weights, tuple(model_preprocess(model).image_size)
     threads = args.threads or max(1, (os.cpu_count() or 2) // 2)
     device = resolve_device(args.device)
+    as_file = runs_as_file(args)
+    if as_file and device.type != "cpu" and args.device != "auto":
+        raise ValueError(f"{weights} runs as the file it is, on the CPU: give --device cpu")
     if args.engine == "auto":
-        return auto_runner(model, weights, threads=threads, batch_size=batch, image_size=size,
-                           device=device)  # fmt: skip
-    if weights is not None and runs_only_in_engine(weights):
+        return auto_runner(model, weights if as_file else None, threads=threads,
+                           batch_size=batch, image_size=size, device=device)  # fmt: skip
+    if as_file and Path(weights).suffix.lower() == ".tflite":
+        return tflite_int8_runner(weights, args.engine, threads=threads, batch_size=batch)
+    if as_file:
         return int8_runner(weights, args.engine, threads=threads, batch_size=batch,
                            image_size=size)  # fmt: skip
     if args.engine == "torch":
@@ -176,7 +213,8 @@ def engine_runner(args: argparse.Namespace, model, batch: int):  # -> engines.Ru
     if device.type != "cpu":
         raise ValueError(f"--engine {args.engine} runs on the CPU: give --device cpu, or "
                          "--engine torch (or auto) for the GPU")  # fmt: skip
-    source = weights if args.engine == "litert" and str(weights).endswith(".tflite") else model
+    float_tflite = Path(weights or "").suffix.lower() == ".tflite"
+    source = weights if args.engine == "litert" and float_tflite else model
     return export_runner(args.engine, source, threads=threads, batch_size=batch, image_size=size)
 
 
@@ -187,6 +225,20 @@ def add_image_limit_argument(parser: argparse.ArgumentParser) -> None:
                         help="refuse images declaring more pixels (default 89478485)")  # fmt: skip
 
 
+def what_ran(args: argparse.Namespace, runner) -> dict[str, str | None]:  # runner: engines.Runner
+    """Engine, precision and file of a run: what every result line and JSON says."""
+    return {"engine": runner.kind, "precision": precision(args),
+            "weights": args.weights,
+            "engine_chosen_by": "auto" if args.engine == "auto" else "user"}  # fmt: skip
+
+
+def describe(ran: dict[str, str | None]) -> str:
+    """`litert (auto), int8, v3-small_224_1.0_uint8.tflite`"""
+    by = " (auto)" if ran["engine_chosen_by"] == "auto" else ""
+    name = Path(ran["weights"]).name if ran["weights"] else "random weights"
+    return f"{ran['engine']}{by}, {ran['precision']}, {name}"
+
+
 def load_model(args: argparse.Namespace):  # -> MobileNet
     from mobilenetv3 import create_model
 
@@ -194,7 +246,9 @@ def load_model(args: argparse.Namespace):  # -> MobileNet
         raise ValueError("give --weights (or --model for random weights)")
     if args.weights is None:
         print(f"warning: {args.model} has random weights (no --weights given)", file=sys.stderr)
-    return create_model(args.model, weights=args.weights).eval()
+    dequantize = getattr(args, "dequantize", False)  # commands without the flag: float weights
+    return create_model(args.model, weights=args.weights, dequantize=dequantize).eval()
+
 
 
 def load_task_model(args: argparse.Namespace, kind: type, task: str, example: str):

@@ -19,10 +19,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="variant name, checked against the weights")
     parser.add_argument("--no-ema", action="store_true",
                         help="load the raw variables instead of the EMA shadows")  # fmt: skip
+    parser.add_argument("--dequantize", action="store_true",
+                        help="store an 8-bit .tflite's weights dequantized, as a float model")
 
 
 def run_convert(source: str | Path, output: str | Path, model_name: str | None = None,
-                use_ema: bool = True) -> Path:  # fmt: skip
+                use_ema: bool = True, dequantize: bool = False) -> Path:  # fmt: skip
     """Read any weights and write them with their variant, preprocessing and labels."""
     from mobilenetv3 import create_model
     from mobilenetv3.data.preprocess import SLIM_EVAL
@@ -31,7 +33,7 @@ def run_convert(source: str | Path, output: str | Path, model_name: str | None =
     output = Path(output)
     if output.suffix != ".safetensors":
         raise ValueError(f"the output must end in .safetensors, got {output.name}")
-    model = create_model(model_name, weights=source, use_ema=use_ema)
+    model = create_model(model_name, weights=source, use_ema=use_ema, dequantize=dequantize)
     info = getattr(model, "pretrained_info", {})
     extra = {"preprocess": info.get("preprocess", SLIM_EVAL.to_dict()), "source": str(source)}
     if "labels" in info:
@@ -40,6 +42,7 @@ def run_convert(source: str | Path, output: str | Path, model_name: str | None =
 
 
 def run(args: argparse.Namespace) -> int:
-    path = run_convert(args.source, args.output, args.model, use_ema=not args.no_ema)
+    path = run_convert(args.source, args.output, args.model, use_ema=not args.no_ema,
+                       dequantize=args.dequantize)  # fmt: skip
     print(f"wrote {path}")
     return 0

@@ -8,14 +8,17 @@ import sys
 
 from mobilenetv3.atomic import write_json
 from mobilenetv3.commands._common import (
+    add_dequantize,
     add_engine_arguments,
     add_image_limit_argument,
     add_json_output,
     add_model_arguments,
     add_option,
+    describe,
     engine_runner,
     load_for_engine,
     positive_int,
+    what_ran,
 )
 
 HELP = "accuracy on an ImageNet-layout folder, a flat <synset>_x.JPEG folder or a list file"
@@ -24,6 +27,7 @@ HELP = "accuracy on an ImageNet-layout folder, a flat <synset>_x.JPEG folder or 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="image folder (synset or class sub-folders, or flat) or list")
     add_model_arguments(parser, weights_required=True)
+    add_dequantize(parser)
     parser.add_argument("--batch-size", type=positive_int, default=50,
                         help="images per engine call")  # fmt: skip
     add_engine_arguments(parser)
@@ -48,15 +52,13 @@ def run(args: argparse.Namespace) -> int:
                       preprocess=model_preprocess(model), labels=labels,
                       batch_size=args.batch_size, workers=args.workers,
                       skip_bad=args.skip_bad, max_pixels=args.max_pixels)  # fmt: skip
-    engine = runner.kind + (" (auto)" if args.engine == "auto" else "")
-    result |= {"model": model.variant.name, "weights": args.weights, "engine": runner.kind,
-               "engine_chosen_by": "auto" if args.engine == "auto" else "user",
-               "data": args.data}  # fmt: skip
+    ran = what_ran(args, runner)
+    result |= {"model": model.variant.name, **ran, "data": args.data}
     report = sys.stderr if args.json == "-" else sys.stdout  # stdout carries the JSON then
     if result["partial"]:
         print(f"interrupted after {result['images']} images (results below are partial)",
               file=sys.stderr)  # fmt: skip
-    print(f"{model.variant.name} on {args.data} via {engine}: top1 {result['top1']:.2f}  "
+    print(f"{model.variant.name} on {args.data} via {describe(ran)}: top1 {result['top1']:.2f}  "
           f"top5 {result['top5']:.2f}  ({result['images']} images, "
           f"{result['images_per_s']:.1f} img/s)", file=report)  # fmt: skip
     for bad in result["skipped"]:

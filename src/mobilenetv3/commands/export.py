@@ -6,6 +6,7 @@ import argparse
 
 from mobilenetv3.commands._common import (
     SUFFIXES,
+    add_dequantize,
     add_image_size,
     add_model_arguments,
     check_suffix,
@@ -17,6 +18,7 @@ HELP = "export to ONNX, float TFLite or torch.export (.pt2), checked against PyT
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, weights_required=False)
+    add_dequantize(parser)
     parser.add_argument("--format", required=True, choices=tuple(SUFFIXES),
                         help="ONNX, float TFLite or torch.export program")  # fmt: skip
     parser.add_argument("--output", required=True, type=writable_path,

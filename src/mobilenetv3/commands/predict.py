@@ -10,13 +10,16 @@ from pathlib import Path
 
 from mobilenetv3.atomic import write_json
 from mobilenetv3.commands._common import (
+    add_dequantize,
     add_engine_arguments,
     add_image_limit_argument,
     add_json_output,
     add_model_arguments,
+    describe,
     engine_runner,
     load_for_engine,
     positive_int,
+    what_ran,
 )
 
 HELP = "classify images (files, folders or globs): top-k class names and probabilities"
@@ -25,6 +28,7 @@ HELP = "classify images (files, folders or globs): top-k class names and probabi
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     add_model_arguments(parser, weights_required=True)
+    add_dequantize(parser)
     parser.add_argument("--topk", type=positive_int, default=5, help="classes shown per image")
     parser.add_argument("--batch-size", type=positive_int, default=32,
                         help="images per engine call")  # fmt: skip
@@ -100,14 +104,15 @@ def run(args: argparse.Namespace) -> int:
                                max_pixels=args.max_pixels)  # fmt: skip
     for bad in skipped:
         print(f"skipped {bad['path']}: {bad['error']}", file=sys.stderr)
+    ran = what_ran(args, runner)
     if args.json:
-        document = {"model": model.variant.name, "weights": args.weights, "engine": runner.kind,
-                    "results": results, "skipped": skipped}  # fmt: skip
+        document = {"model": model.variant.name, **ran, "results": results, "skipped": skipped}
         if args.json == "-":
             print(json.dumps(document, indent=2))
         else:
             write_json(args.json, document)
         return 0
+    print(f"{model.variant.name} via {describe(ran)}")
     for result in results:
         print(result["path"])
         for rank, entry in enumerate(result["top_k"], 1):

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from mobilenetv3.quantize import default_method, quantize_folder
 
     check_suffix(args.output, args.format)
+    args.dequantize = True  # an 8-bit .tflite given here is float weights (and its ranges)
     model = load_model(args)
     method = args.method or default_method(model, args.format)
     path = quantize_folder(model, args.calibration, args.output, args.format,

@@ -11,6 +11,7 @@ from typing import Any
 from mobilenetv3.commands._common import (
     ImageSize,
     add_option,
+    device_arg,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -38,6 +39,8 @@ VALUE_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--seed": ("seed", nonnegative_int, "random seed"),
     "--lr": ("lr", positive_float, "learning rate for a global batch of lr_reference_batch"),
     "--workers": ("num_workers", nonnegative_int, "data loading processes (0: in this one)"),
+    "--device": ("device", device_arg, "where to train: auto (a GPU where there is one), cpu, "
+                                       "cuda, cuda:N"),
 }  # fmt: skip
 OLD_SPELLINGS = {"--workers": ("--num-workers",)}
 SWITCHES = {

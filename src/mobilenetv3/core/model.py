@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -145,35 +146,96 @@ class MobileNet(nn.Module):
 
 
 class FeatureExtractor(nn.Module):
-    """The backbone for detection/segmentation: returns the chosen slim endpoints by name."""
+    """The backbone for detection/segmentation (timm's `features_only`): forward returns the
+    chosen slim endpoints by name, `feature_info` describes each in timm's keys (`num_chs`,
+    `reduction`, `module`: the slim endpoint name).
 
-    def __init__(self, model: MobileNet, endpoints: list[str] | None = None) -> None:
+    Choose by name with `endpoints` (`layer_N`, or `layer_N/expansion_output`: the expand
+    conv's output of a bottleneck, which slim's SSD heads take), or with `out_indices` into
+    the stages (timm's convention: the last layer at each reduction, e.g. 2, 4, 8, 16, 32);
+    neither gives every `layer_N`.
+    """
+
+    def __init__(self, model: MobileNet, endpoints: list[str] | None = None,
+                 out_indices: Sequence[int] | None = None) -> None:  # fmt: skip
         super().__init__()
         self.features = model.features
-        available = model.layer_names[: len(model.features)]
-        self.endpoints = list(endpoints or available)
-        unknown = sorted(set(self.endpoints) - set(available))
+        points = feature_points(self.features)
+        if endpoints and out_indices is not None:
+            raise ValueError("choose features by endpoints (names) or out_indices, not both")
+        if out_indices is not None:
+            endpoints = [p["module"] for p in _pick(stages(points), out_indices)]
+        by_name = {p["module"]: p for p in points}
+        self.endpoints = list(endpoints or [n for n in by_name if "/" not in n])
+        unknown = [name for name in self.endpoints if name not in by_name]
         if unknown:
-            raise ValueError(f"unknown endpoints {unknown}: this backbone has {available}")
-        self.feature_info = [
-            {"name": name, "channels": _out_channels(self.features[: available.index(name) + 1])}
-            for name in self.endpoints
-        ]
+            raise ValueError(f"unknown endpoints {unknown}: this backbone has {list(by_name)}")
+        self.feature_info = [by_name[name] for name in self.endpoints]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         check_input(x)
-        wanted, out = set(self.endpoints), {}
-        last = max(int(name.split("_")[1]) for name in wanted)
-        for i, module in enumerate(self.features[:last]):
-            x = module(x)
-            if f"layer_{i + 1}" in wanted:
+        out: dict[str, torch.Tensor] = {}
+        hooks = [self._expand_conv(name).register_forward_hook(
+                     lambda _m, _a, y, name=name: out.__setitem__(name, y))
+                 for name in self.endpoints if name.endswith(EXPANSION)]  # fmt: skip
+        try:
+            last = max(_layer_index(name) for name in self.endpoints)
+            for i, module in enumerate(self.features[:last]):
+                x = module(x)
                 out[f"layer_{i + 1}"] = x
-        return out
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return {name: out[name] for name in self.endpoints}
+
+    def _expand_conv(self, name: str) -> nn.Module:
+        return self.features[_layer_index(name) - 1].block[0]
 
 
-def _out_channels(modules: nn.Sequential) -> int:
-    convs = [m for m in modules.modules() if isinstance(m, nn.Conv2d)]
-    return convs[-1].out_channels
+EXPANSION = "/expansion_output"
+
+
+def feature_points(features: nn.Sequential) -> list[dict[str, Any]]:
+    """Every endpoint of the feature layers in order: `layer_N` and, before it where the layer
+    is a bottleneck with an expand conv, `layer_N/expansion_output`."""
+    points, reduction = [], 1
+    for i, module in enumerate(features):
+        name = f"layer_{i + 1}"
+        convs = _convs(module)
+        if isinstance(module, Bottleneck) and module.block[0].conv.slim_scope.endswith("/expand"):
+            expand = _convs(module.block[0])[0]
+            points.append({"module": f"{name}{EXPANSION}", "num_chs": expand.out_channels,
+                           "reduction": reduction * expand.stride[0]})  # fmt: skip
+        for conv in convs:
+            reduction *= conv.stride[0]
+        points.append({"module": name, "num_chs": convs[-1].out_channels, "reduction": reduction})
+    return points
+
+
+def stages(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """timm's stages: the last `layer_N` at each reduction."""
+    last = {p["reduction"]: p for p in points if EXPANSION not in p["module"]}
+    return list(last.values())
+
+
+def _pick(items: list[dict[str, Any]], indices: Sequence[int]) -> list[dict[str, Any]]:
+    bad = [i for i in indices if not -len(items) <= i < len(items)]
+    if bad:
+        raise ValueError(f"out_indices {bad} out of range: this backbone has {len(items)} stages "
+                         f"(reductions {[p['reduction'] for p in items]})")  # fmt: skip
+    return [items[i] for i in indices]
+
+
+def _layer_index(name: str) -> int:
+    return int(name.split("/")[0].removeprefix("layer_"))
+
+
+def _convs(module: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+
+
+def _out_channels(modules: nn.Module) -> int:
+    return _convs(modules)[-1].out_channels
 
 
 def check_input(x: torch.Tensor) -> None:

@@ -147,7 +147,9 @@ def quantize_folder(weights: Any, calibration: str | os.PathLike, output: str | 
     from mobilenetv3.factory import create_model
     from mobilenetv3.runtime.evaluate import model_preprocess
 
-    model = weights if isinstance(weights, nn.Module) else create_model(weights=weights)
+    # an 8-bit .tflite's weights are float weights here (dequantized), its ranges the QAT's
+    model = weights if isinstance(weights, nn.Module) else create_model(weights=weights,
+                                                                        dequantize=True)
     paths = calibration_paths(calibration, num_images, subset)
     images = load_batch(paths, model_preprocess(model), progress=True, max_pixels=max_pixels)
     return quantize_model(model.eval(), images, output, fmt, **options)

@@ -82,7 +82,7 @@ def is_quantized_file(path: str | os.PathLike) -> bool:
 
 def runs_only_in_engine(path: str | os.PathLike) -> bool:
     """An int8 .onnx / .pt2: no float weights to read, so `evaluate` runs the file itself.
-    (An 8-bit .tflite still loads as float weights, dequantized; LiteRT runs it as is.)"""
+    (An 8-bit .tflite runs as int8 too, in LiteRT or `load_int8`: `runtime.auto`.)"""
     return Path(path).suffix.lower() in (".onnx", ".pt2") and is_quantized_file(path)
 
 

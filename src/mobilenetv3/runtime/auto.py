@@ -3,9 +3,13 @@
 auto takes the fastest engine installed for the file and its precision, measured (issue 17:
 batch 1, 1 thread, Large 1.0, a 2-core EPYC; time relative to ONNX Runtime): ONNX Runtime 1.0,
 LiteRT 1.05, torch.compile 1.7, torch eager 2.3. So float models run in ONNX Runtime, then
-LiteRT, then torch; an 8-bit .tflite in LiteRT (its int8 graph, the file as it is); an int8
-.onnx/.pt2 in the one engine that runs it; anything on a GPU in torch. A float engine is kept
-only if its output on a probe batch is within `TOLERANCE` of torch's, else the next is tried.
+LiteRT, then torch; an 8-bit .tflite in LiteRT (its int8 graph, the file as it is), else in
+torch's bit-exact int8 interpreter; an int8 .onnx/.pt2 in the one engine that runs it; a float
+model on a GPU in torch. A float engine is kept only if its output on a probe batch is within
+`TOLERANCE` of torch's, else the next is tried.
+
+One file is one model on every engine (`tflite_int8_runner`): an 8-bit .tflite runs as int8
+in LiteRT and torch; its float weights only with `--dequantize`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mobilenetv3.runtime.engines import Runner, TorchRunner
+from mobilenetv3.runtime.engines import Runner, TorchRunner, make_runner
 
 FLOAT_ORDER = ("onnxruntime", "litert", "torch")
 MODULE_OF = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert"}
@@ -52,16 +56,17 @@ def auto_runner(model: Any, weights: str | None, *, threads: int, batch_size: in
     """An int8 file in its engine; a float model in the fastest engine agreeing with torch."""
     from mobilenetv3.export import export_runner  # exports the model for a file engine
     from mobilenetv3.quantize import int8_runner
-    from mobilenetv3.quantize.files import ENGINE_OF, is_quantized_file
+    from mobilenetv3.quantize.files import ENGINE_OF
 
     options = {"threads": threads, "batch_size": batch_size, "image_size": image_size}
-    if weights is not None and is_quantized_file(weights):
+    if weights is not None and not isinstance(model, torch.nn.Module):  # an int8 file
+        if Path(weights).suffix.lower() == ".tflite":
+            engine = "litert" if installed("litert") else "torch"
+            return tflite_int8_runner(weights, engine, threads=threads, batch_size=batch_size)
         engine = ENGINE_OF[Path(weights).suffix.lower()][0]
-        if installed(engine):
-            return int8_runner(weights, engine, **options)
-        if not isinstance(model, torch.nn.Module):
+        if not installed(engine):
             raise ValueError(f"{weights} runs only in {engine}, which is not installed")
-        # an 8-bit .tflite without LiteRT: torch runs its dequantized weights
+        return int8_runner(weights, engine, **options)
     for engine in float_candidates(device):
         if engine == "torch":
             return torch_runner(model, device, threads, image_size)
@@ -71,6 +76,39 @@ def auto_runner(model: Any, weights: str | None, *, threads: int, batch_size: in
         print(f"auto: {engine} differs from torch by {difference:.1e} (> {TOLERANCE}); "
               "trying the next engine", file=sys.stderr)  # fmt: skip
     raise AssertionError("unreachable: torch is always a candidate")
+
+
+def tflite_int8_runner(path: str | Path, engine: str, *, threads: int,
+                       batch_size: int = 1) -> Runner:  # fmt: skip
+    """An 8-bit .tflite as the int8 model it is: LiteRT runs the file (XNNPACK kernels), torch
+    the int8 interpreter (bit-exact with LiteRT's reference kernels); no float engine runs it."""
+    if engine == "litert":
+        return make_runner("litert", path, threads=threads, batch_size=batch_size)
+    if engine == "torch":
+        return Int8InterpreterRunner(path, threads)
+    raise ValueError(f"{Path(path).name} is an int8 model, which --engine {engine} does not run: "
+                     "run it with --engine litert or torch, or pass --dequantize for its "
+                     "weights as a float model")  # fmt: skip
+
+
+class Int8InterpreterRunner(Runner):
+    """`mobilenetv3.load_int8(path)` on the CPU: the file's integer graph, any batch size."""
+
+    kind = "torch"
+
+    def __init__(self, path: str | Path, threads: int) -> None:
+        from mobilenetv3.factory import load_int8
+
+        super().__init__(threads)
+        self.module = load_int8(path)
+        last = self.module.model.operators[-1].opcode
+        self.output = "probabilities" if last == "SOFTMAX" else "logits"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            return self.module(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
 
 
 def probe_difference(runner: Runner, model: torch.nn.Module, image_size: tuple[int, int]) -> float:

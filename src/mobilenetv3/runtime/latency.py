@@ -34,15 +34,16 @@ def time_runners(runners: list[Runner], x: np.ndarray, *, warmup: int = 5,
             runner(x)
             samples.append((time.perf_counter() - start) * 1e3)
     return [{"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)),
-             "iters": iters} for t in times]  # fmt: skip
+             "min_ms": float(np.min(t)), "iters": iters} for t in times]  # fmt: skip
 
 
 def _runners(sources: Mapping[str, ModelOrPath], threads: list[int], batch_size: int,
              image_size: tuple) -> list[Runner]:  # fmt: skip
-    """A runner per (engine, threads); torch runners share one model (and one compile)."""
+    """A runner per (engine, threads); torch runners share one model (and one compile). A source
+    may be a torch runner made by the caller (on a GPU: `runtime.auto.torch_runner`)."""
     runners = []
     for engine, source in sources.items():
-        base = None
+        base = source if isinstance(source, Runner) else None
         for n in threads:
             if base is not None and engine in ("torch", "torch_compile"):
                 runner = copy.copy(base)  # torch sets its thread count per call

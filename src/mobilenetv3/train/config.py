@@ -84,6 +84,7 @@ class TrainConfig:
     sync_bn: bool = False
     seed: int = 0
     num_workers: int = 0
+    device: str = "auto"  # auto (a GPU where there is one), cpu, cuda, cuda:N
     checkpoint_every: int = 0  # steps; 0: only at each epoch end
     log_every: int = 10
     progress: bool = True

@@ -35,12 +35,14 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed() -> DistInfo:
-    """Join the process group `torchrun` describes (nccl on GPU, gloo on CPU), or run alone."""
+def init_distributed(device: torch.device | None = None) -> DistInfo:
+    """Join the process group `torchrun` describes (nccl on GPU, gloo on CPU), or run alone;
+    on `device` (default: a GPU where there is one; a bare `cuda` is each process's own)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    cuda = torch.cuda.is_available() if device is None else device.type == "cuda"
+    index = local if device is None or device.index is None else device.index
+    device = torch.device("cuda", index) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():

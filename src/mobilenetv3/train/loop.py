@@ -38,8 +38,10 @@ class TrainResult:
 
 def train(config: TrainConfig, resume: bool | str | Path = False) -> TrainResult:
     """Train as `config` says (joining torchrun's process group if launched by it)."""
+    from mobilenetv3.runtime.auto import resolve_device
+
     config.validate()
-    info = init_distributed()
+    info = init_distributed(resolve_device(config.device))
     try:
         return Trainer(config, info).run(resume)
     finally:

@@ -26,8 +26,9 @@ from mobilenetv3.train.validation import ClassifierOnly, cache_features, val_sam
 
 def build_model(config: TrainConfig, num_classes: int) -> MobileNet:
     """Fresh or pretrained model with a `num_classes` head, the recipe's dropout and BN momentum."""
+    # training is float: an 8-bit .tflite's weights start it dequantized
     model = create_model(config.model, num_classes=num_classes, weights=config.weights,
-                         dropout=config.dropout)  # fmt: skip
+                         dropout=config.dropout, dequantize=True)  # fmt: skip
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = config.bn_momentum

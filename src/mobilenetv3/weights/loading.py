@@ -220,7 +220,7 @@ def read_slim_state(
     path = Path(path)
     suffixes = "".join(path.suffixes[-2:]).lower()
     if path.suffix.lower() == ".tflite":
-        return tflite_slim_state(path.read_bytes(), str(path)), {"format": "tflite"}
+        return tflite_slim_state(path.read_bytes(), str(path))
     if suffixes.endswith((".tgz", ".tar.gz")) or (path.is_file() and looks_like_tar(path)):
         return _tar_slim_state(path, use_ema)
     if path.suffix.lower() == ".safetensors":
@@ -242,18 +242,19 @@ def _tar_slim_state(path: Path, use_ema: bool) -> tuple[dict[str, np.ndarray], d
         with open_checkpoint_in_tar(path, use_ema=use_ema) as reader:
             return reader.read_all(), {"format": "tf_checkpoint"}
     if any(m.endswith(".tflite") for m in members):
-        data = read_tar_member(path, ".tflite")
-        return tflite_slim_state(data, f"{path}:.tflite"), {"format": "tflite"}
+        return tflite_slim_state(read_tar_member(path, ".tflite"), f"{path}:.tflite")
     raise WeightsError(f"{path} holds neither a TF checkpoint nor a .tflite: {members[:10]}")
 
 
-def tflite_slim_state(data: bytes, source: str) -> dict[str, np.ndarray]:
-    """Dequantized conv weights and folded biases of a slim-exported .tflite, in slim layout."""
+def tflite_slim_state(data: bytes, source: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Dequantized conv weights and folded biases of a slim-exported .tflite, in slim layout,
+    and whether they were 8-bit (then the file is an int8 model: `load_pretrained` gates it)."""
     from mobilenetv3.tflite.reader import TFLiteModel, check_mobilenet
 
     tfl = TFLiteModel.from_bytes(data, source=source)
     check_mobilenet(tfl)
     state: dict[str, np.ndarray] = {}
+    quantized = False
     for op in tfl.operators:
         if op.opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             continue
@@ -261,11 +262,12 @@ def tflite_slim_state(data: bytes, source: str) -> dict[str, np.ndarray]:
         scope = _scope_of(weights.name)
         kernel = tfl.dequantized(weights.index).transpose(1, 2, 3, 0)  # OHWI / 1HWC -> HWIO / HWC1
         name = "depthwise_weights" if op.opcode == "DEPTHWISE_CONV_2D" else "weights"
+        quantized |= weights.dtype in (np.int8, np.uint8)
         state[f"{scope}/{name}"] = kernel
         state[f"{scope}/biases"] = tfl.dequantized(bias.index) - _folded_gate_offset(op, scope)
     if not state:
         raise WeightsError(f"{source}: no convolution weights found")
-    return state
+    return state, {"format": "tflite", "quantized": quantized}
 
 
 # The op names below a slim layer's scope in a conv weight's tensor name: the official files'
