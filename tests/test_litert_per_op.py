@@ -123,7 +123,7 @@ def steps(model: nn.Module, run: PreservedRun) -> Iterator[Step]:
 @pytest.mark.parametrize("filename", FILES)
 def test_every_op_matches_litert_within_half_a_step(filename, shared):
     path = shared / "pretrained" / filename
-    model = mobilenetv3.create_model(weights=path).eval()
+    model = mobilenetv3.create_model(weights=path, dequantize=True).eval()  # the float path
     run = PreservedRun(path)
     photos = sorted((shared / "images" / "imagenet-samples").iterdir())[:PHOTOS]
     worst: dict[str, float] = {}

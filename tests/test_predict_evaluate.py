@@ -119,13 +119,14 @@ def test_predict_names_the_cat_and_the_espresso(filename, shared, capsys):
     photos = shared / "images" / "photos"
     weights = shared / "pretrained" / filename
     assert main(["predict", str(photos / "chelsea.png"), str(photos / "coffee.png"),
-                 "--weights", str(weights), "--json", "--engine", "torch"]) == 0  # fmt: skip
+                 "--weights", str(weights), "--json", "--engine", "torch",
+                 "--dequantize"]) == 0  # fmt: skip
     results = json.loads(capsys.readouterr().out)["results"]
     cat, coffee = (r["top_k"] for r in results)
     assert cat[0]["name"] in CATS
     assert "espresso" in [entry["name"] for entry in coffee]
     assert all(entry["name"] != "background" for entry in cat + coffee)
-    model = mobilenetv3.create_model(weights=weights)
+    model = mobilenetv3.create_model(weights=weights, dequantize=True)
     with torch.inference_mode():
         expected = model(preprocess_image(load_image(photos / "chelsea.png"))[None]).softmax(1)[0]
     assert float(expected.sum()) == pytest.approx(1.0, abs=1e-5)
@@ -158,14 +159,14 @@ def test_evaluate_command_writes_json_and_skips_bad_images(shared, samples, pixe
     assert main(["evaluate", str(data), "--weights", weights]) == 2  # a bad image stops it...
     assert "n01440764_broken.JPEG" in capsys.readouterr().err
     command = ["evaluate", str(data), "--weights", weights, "--skip-bad", "--json", str(out),
-               "--engine", "torch"]
+               "--engine", "torch", "--dequantize"]
     assert main(command) == 0
     result = json.loads(out.read_text())  # ...unless told to skip and count it
     assert result["images"] == 6 and len(result["skipped"]) == 1
     assert result["skipped"][0]["path"].endswith("n01440764_broken.JPEG")
     assert [path.name for path, _ in samples[:6]] == sorted(p.name for p in source.iterdir())[:6]
     labels = [label for _, label in samples[:6]]
-    predicted = float_top1(mobilenetv3.create_model(weights=weights), pixels[:6])
+    predicted = float_top1(mobilenetv3.create_model(weights=weights, dequantize=True), pixels[:6])
     assert result["targets"] == labels and result["predictions"] == predicted.tolist()
     assert result["top1"] == round(100.0 * (predicted == labels).mean(), 2)  # 2 decimals
     assert len(result["per_class_top1"]) == 6  # one photo per class
