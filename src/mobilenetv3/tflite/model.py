@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mobilenetv3.errors import WeightsError
+
 __all__ = ["OPTIONS_TYPES", "TENSOR_TYPES", "Model", "Operator", "Quantization", "Tensor",
            "TFLiteError"]  # fmt: skip
 
@@ -51,8 +53,9 @@ OPTIONS_TYPES = {
 }
 
 
-class TFLiteError(ValueError):
-    """A file that is not a readable TFLite model, or one this project cannot use."""
+class TFLiteError(WeightsError):
+    """A file that is not a readable TFLite model, or one this project cannot use: the message
+    names the file and the part of it (tensor, operator, buffer) that is wrong."""
 
 
 @dataclass
