@@ -12,11 +12,14 @@ Why: it lets a user inspect each quantized activation of the official 8-bit rele
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mobilenetv3.tflite.interpreter.checks import check_graph, check_operator
 from mobilenetv3.tflite.interpreter.context import Context, Step
 from mobilenetv3.tflite.interpreter.fixedpoint import quantize
 from mobilenetv3.tflite.interpreter.ops_int8 import KERNELS
@@ -26,6 +29,18 @@ from mobilenetv3.tflite.reader import TFLiteModel
 _TORCH_TYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.int8): torch.int8,
                 np.dtype(np.int16): torch.int16, np.dtype(np.int32): torch.int32,
                 np.dtype(np.int64): torch.int64, np.dtype(np.float32): torch.float32}  # fmt: skip
+
+
+@contextmanager
+def _naming_operator(model: Model, i: int, op: Operator) -> Iterator[None]:
+    """Prefix what a check or a kernel's build refuses with the file and the operator."""
+    try:
+        yield
+    except TFLiteError as exc:
+        out = op.outputs[0] if op.outputs else -1
+        name = model.tensors[out].name if 0 <= out < len(model.tensors) else "?"
+        raise TFLiteError(f"{model.source}: operator {i} ({op.opcode}, producing {name!r}): "
+                          f"{exc}") from exc  # fmt: skip
 
 
 class QuantizedTFLiteModule(torch.nn.Module):
@@ -53,9 +68,12 @@ class QuantizedTFLiteModule(torch.nn.Module):
         context = Context(model, single_rounding)
         self._steps: list[tuple[Operator, Step]] = []
         for i, op in enumerate(model.operators):
-            if op.opcode not in KERNELS:
-                raise TFLiteError(f"{model.source}: operator {i} {op.opcode} has no int path")
-            self._steps.append((op, KERNELS[op.opcode](context, op)))
+            with _naming_operator(model, i, op):
+                if op.opcode not in KERNELS:
+                    raise TFLiteError("has no int path")
+                check_operator(model, op)
+                self._steps.append((op, KERNELS[op.opcode](context, op)))
+        check_graph(model)
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: bool) -> QuantizedTFLiteModule:
@@ -80,7 +98,8 @@ class QuantizedTFLiteModule(torch.nn.Module):
         """Every activation (file dtype, NHWC, batch first) from input codes, by tensor name."""
         expected = self.input_info.shape[1:]
         if tuple(codes.shape[1:]) != expected:
-            raise ValueError(f"input codes {tuple(codes.shape)}, the file wants [N, *{expected}]")
+            raise TFLiteError(f"{self.model.source}: input codes {tuple(codes.shape)}, the file "
+                              f"wants [N, *{expected}]")  # fmt: skip
         values = {self.input_info.index: codes.to(_TORCH_TYPES[self.input_info.dtype])}
         for op, step in self._steps:
             step(values)
