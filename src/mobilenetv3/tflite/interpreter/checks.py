@@ -1,20 +1,22 @@
 """What the int8 kernels may assume, checked once per operator before its kernel is built.
 
 A crafted or damaged file must end in one `TFLiteError` naming the operator, never in an
-IndexError, ZeroDivisionError or a torch shape error inside a kernel. `check_operator` checks
-an operator against its `Signature` (which inputs are integer codes, constants or optional,
-which options it needs) and against the output shape its kernel will produce; `check_graph`
-checks the graph's ends and that every activation is produced before it is read.
+IndexError, ZeroDivisionError or a torch shape error inside a kernel. `check_model` checks each
+operator against its `Signature` (which inputs are integer codes, constants or optional, which
+options it needs) and against the output shape its kernel will produce, then the graph's ends
+and that every activation is produced before it is read.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
+from mobilenetv3.tflite.interpreter.ops_int8 import KERNELS
 from mobilenetv3.tflite.model import Model, Operator, Tensor, TFLiteError
 
 Shape = tuple[int, ...]
@@ -248,9 +250,31 @@ def check_operator(model: Model, op: Operator) -> None:
         _check_filter(model, op, expected[-1])
 
 
-def check_graph(model: Model) -> None:
+@contextmanager
+def operator_errors(model: Model, i: int, op: Operator) -> Iterator[None]:
+    """Prefix what a check or a kernel's build refuses with the file and the operator."""
+    try:
+        yield
+    except TFLiteError as exc:
+        out = op.outputs[0] if op.outputs else -1
+        name = model.tensors[out].name if 0 <= out < len(model.tensors) else "?"
+        raise TFLiteError(f"{model.source}: operator {i} ({op.opcode}, producing {name!r}): "
+                          f"{exc}") from exc  # fmt: skip
+
+
+def check_model(model: Model) -> None:
+    """Every operator against its kernel, then the graph's ends and flow."""
+    for i, op in enumerate(model.operators):
+        with operator_errors(model, i, op):
+            if op.opcode not in KERNELS:
+                raise TFLiteError("has no int path")
+            check_operator(model, op)
+    _check_graph(model)
+
+
+def _check_graph(model: Model) -> None:
     """The graph's input and output hold codes, and every activation an operator reads is the
-    graph input or an earlier operator's output (after every operator passed its checks)."""
+    graph input or an earlier operator's output."""
     for role, t in (("input", model.inputs[0]), ("output", model.outputs[0])):
         try:
             _check_codes(model.tensors[t], f"graph {role}")

@@ -12,14 +12,12 @@ Why: it lets a user inspect each quantized activation of the official 8-bit rele
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mobilenetv3.tflite.interpreter.checks import check_graph, check_operator
+from mobilenetv3.tflite.interpreter.checks import check_model, operator_errors
 from mobilenetv3.tflite.interpreter.context import Context, Step
 from mobilenetv3.tflite.interpreter.fixedpoint import quantize
 from mobilenetv3.tflite.interpreter.ops_int8 import KERNELS
@@ -29,18 +27,6 @@ from mobilenetv3.tflite.reader import TFLiteModel
 _TORCH_TYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.int8): torch.int8,
                 np.dtype(np.int16): torch.int16, np.dtype(np.int32): torch.int32,
                 np.dtype(np.int64): torch.int64, np.dtype(np.float32): torch.float32}  # fmt: skip
-
-
-@contextmanager
-def _naming_operator(model: Model, i: int, op: Operator) -> Iterator[None]:
-    """Prefix what a check or a kernel's build refuses with the file and the operator."""
-    try:
-        yield
-    except TFLiteError as exc:
-        out = op.outputs[0] if op.outputs else -1
-        name = model.tensors[out].name if 0 <= out < len(model.tensors) else "?"
-        raise TFLiteError(f"{model.source}: operator {i} ({op.opcode}, producing {name!r}): "
-                          f"{exc}") from exc  # fmt: skip
 
 
 class QuantizedTFLiteModule(torch.nn.Module):
@@ -65,15 +51,12 @@ class QuantizedTFLiteModule(torch.nn.Module):
                 f"{model.source}: input {self.input_info.name!r} is {self.input_info.dtype}, not a "
                 "quantized integer tensor; float files run in the float model, not here"
             )
+        check_model(model)  # a malformed graph ends here, never inside a kernel
         context = Context(model, single_rounding)
         self._steps: list[tuple[Operator, Step]] = []
         for i, op in enumerate(model.operators):
-            with _naming_operator(model, i, op):
-                if op.opcode not in KERNELS:
-                    raise TFLiteError("has no int path")
-                check_operator(model, op)
+            with operator_errors(model, i, op):
                 self._steps.append((op, KERNELS[op.opcode](context, op)))
-        check_graph(model)
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: bool) -> QuantizedTFLiteModule:
