@@ -117,6 +117,9 @@ GRAPH_CASES: dict[str, tuple[Callable[[Model], None], str]] = {
                   r"operator 0 \(CONV_2D.*'x'.*finite and > 0"),
     "zero point out of range": (_set("tensors.6.quantization", _q(0.05, 300)),
                                 r"operator 1 \(DEPTHWISE_CONV_2D.*zero point"),
+    "per-channel activation": (_set("tensors.6.quantization", Quantization(
+        np.full(4, 0.05, np.float32), np.full(4, 128, np.int64), 3)),
+        r"operator 1 \(DEPTHWISE_CONV_2D.*output 'd' has 4 scales"),
     "float activation": (_set("tensors.7.dtype", np.dtype(np.float32)),
                          r"operator 2 \(HARD_SWISH.*float32.*uint8 or int8"),
     "output shape": (_set("tensors.3.shape", (1, 5, 4, 4)),

@@ -164,13 +164,15 @@ SIGNATURES: dict[str, Signature] = {
 }
 
 
-def _check_codes(t: Tensor, role: str) -> None:
-    """`t` holds 8-bit codes with finite positive scales and zero points in its range."""
+def _check_codes(t: Tensor, role: str, per_channel: bool = False) -> None:
+    """`t` holds 8-bit codes with finite positive scales and zero points in its range, one of
+    each unless `per_channel` (a filter)."""
     if t.dtype not in CODE_TYPES:
         raise TFLiteError(f"{role} {t.name!r} is {t.dtype}, the kernel needs uint8 or int8 codes")
     q = t.quantization
-    if not q.is_quantized:
-        raise TFLiteError(f"{role} {t.name!r} has no quantization (scale, zero point)")
+    if not q.is_quantized or (q.scales.size > 1 and not per_channel):
+        raise TFLiteError(f"{role} {t.name!r} has {q.scales.size} scales, the kernel needs one "
+                          "scale and zero point")  # fmt: skip
     if not (np.isfinite(q.scales) & (q.scales > 0)).all():
         raise TFLiteError(f"{role} {t.name!r} has scale(s) {q.scales[:4].tolist()}: each must be "
                           "finite and > 0")  # fmt: skip
@@ -225,7 +227,8 @@ def _check_inputs(model: Model, op: Operator, sig: Signature) -> None:
             raise TFLiteError(f"input {position} {model.tensors[t].name!r} must be a constant")
     codes = range(len(op.inputs)) if sig.codes is None else sig.codes
     for position in codes:
-        _check_codes(model.tensors[op.inputs[position]], f"input {position}")
+        is_filter = position == 1 and op.opcode in FILTER_AXIS
+        _check_codes(model.tensors[op.inputs[position]], f"input {position}", is_filter)
     if not 0 <= op.outputs[0] < n:
         raise TFLiteError(f"its output names tensor {op.outputs[0]}, the file has {n}")
     _check_codes(model.tensors[op.outputs[0]], "output")
