@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mobilenetv3.tflite.interpreter import geometry
 from mobilenetv3.tflite.interpreter.ops_int8 import KERNELS
 from mobilenetv3.tflite.model import Model, Operator, Tensor, TFLiteError
 
@@ -62,18 +63,18 @@ def _window(size: int, kernel: int, stride: int, dilation: int, padding: str) ->
 
 
 def _spatial(op: Operator, x: Shape, kernel: tuple[int, int], channels: int) -> Shape:
-    o = op.options
-    dilation = (o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1))
-    rows, cols = (_window(x[1 + a], kernel[a], (o.get("stride_h", 1), o.get("stride_w", 1))[a],
-                          dilation[a], o.get("padding", "VALID")) for a in (0, 1))  # fmt: skip
-    return x[0], rows, cols, channels
+    """NHWC output of a window op, placed as `geometry` places it."""
+    (sh, sw), (dh, dw) = geometry.strides(op.options), geometry.dilations(op.options)
+    padding = op.options.get("padding", "VALID")
+    rows = _window(x[1], kernel[0], sh, dh, padding)
+    return x[0], rows, _window(x[2], kernel[1], sw, dw, padding), channels
 
 
 def _conv_shape(model: Model, op: Operator) -> Shape:
     x, w = _shape(model, op, 0, 4), _shape(model, op, 1, 4)
     depthwise = op.opcode == "DEPTHWISE_CONV_2D"
     fits = w[0] == 1 and w[3] % x[3] == 0 if depthwise else w[3] == x[3]
-    if not fits:
+    if min(w) < 1 or not fits:
         raise TFLiteError(f"filter {w} does not fit input {x}")
     return _spatial(op, x, (w[1], w[2]), w[3] if depthwise else w[0])
 
@@ -87,7 +88,7 @@ def _fully_connected_shape(model: Model, op: Operator) -> Shape:
 
 def _pool_shape(model: Model, op: Operator) -> Shape:
     x = _shape(model, op, 0, 4)
-    return _spatial(op, x, (op.options["filter_height"], op.options["filter_width"]), x[3])
+    return _spatial(op, x, geometry.pool_kernel(op.options), x[3])
 
 
 def _mean_shape(model: Model, op: Operator) -> Shape:
@@ -225,6 +226,9 @@ def _check_inputs(model: Model, op: Operator, sig: Signature) -> None:
             raise TFLiteError(f"input {position} names tensor {t}, the file has {n}")
         if not absent and position in sig.constants and model.tensors[t].data is None:
             raise TFLiteError(f"input {position} {model.tensors[t].name!r} must be a constant")
+    first = model.tensors[op.inputs[0]]
+    if first.data is not None:
+        raise TFLiteError(f"input 0 {first.name!r} is a constant, the kernel reads an activation")
     codes = range(len(op.inputs)) if sig.codes is None else sig.codes
     for position in codes:
         is_filter = position == 1 and op.opcode in FILTER_AXIS
