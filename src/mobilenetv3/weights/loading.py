@@ -58,7 +58,7 @@ def _architecture_shapes(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[
     return {k: v for k, v in shapes.items() if k.endswith("weights") and LOGITS not in k}
 
 
-def infer_variant(shapes: dict[str, tuple[int, ...]]) -> specs.Variant:
+def infer_variant(shapes: dict[str, tuple[int, ...]], source: str = "the weights") -> specs.Variant:
     """The variant whose every (non-logits) variable has the given slim name and shape."""
     wanted = _architecture_shapes(shapes)
     best: tuple[int, specs.Variant | None] = (-1, None)
@@ -70,7 +70,7 @@ def infer_variant(shapes: dict[str, tuple[int, ...]]) -> specs.Variant:
         best = max(best, (score, variant), key=lambda pair: pair[0])
     hint = f"; the closest is {best[1].name}" if best[1] is not None else ""
     raise WeightsError(
-        f"the weights match no known variant{hint} (first names: {sorted(wanted)[:3]}); "
+        f"{source} matches no known variant{hint} (first names: {sorted(wanted)[:3]}); "
         "check that the file is a TF-slim MobileNet V2/V3/EdgeTPU"
     )
 
@@ -337,7 +337,7 @@ def load_pretrained(
     if path.suffix.lower() == ".safetensors":
         return load_safetensors(path, name, num_classes=num_classes, dropout=dropout)
     state, meta = read_slim_state(path, use_ema=use_ema)
-    variant = infer_variant(slim_state_shapes(state))
+    variant = infer_variant(slim_state_shapes(state), str(path))
     if name is not None:
         asked = specs.parse_variant(name, depth_multiplier)
         if asked != variant:
