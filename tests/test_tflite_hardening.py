@@ -239,7 +239,7 @@ def _float_conv(weights: np.ndarray, with_bias: bool = True) -> bytes:
     f32 = np.dtype(np.float32)
     tensors = [
         Tensor("input", (1, 8, 8, 3), f32),
-        Tensor("MobilenetV3/Conv/weights", weights.shape, f32, weights),
+        Tensor("MobilenetV3/Conv/weights", weights.shape, weights.dtype, weights),
         Tensor("MobilenetV3/Conv/biases", (4,), f32, np.zeros(4, np.float32)),
         Tensor("MobilenetV3/Conv/Relu6", (1, 8, 8, 4), f32),
     ]
@@ -261,6 +261,12 @@ def test_slim_state_refuses_non_finite_weights_naming_the_tensor() -> None:
     with pytest.raises(TFLiteError, match=r"f.tflite: tensor 1 'MobilenetV3/Conv/weights' "
                                           r"holds non-finite"):
         tflite_slim_state(_float_conv(weights), "f.tflite")
+
+
+def test_slim_state_names_a_filter_without_quantization() -> None:
+    with pytest.raises(TFLiteError, match=r"f.tflite: tensor 1 'MobilenetV3/Conv/weights' "
+                                          r"\(uint8\) has no quantization"):
+        tflite_slim_state(_float_conv(np.ones((4, 3, 3, 3), np.uint8)), "f.tflite")
 
 
 def test_tflite_error_is_a_weights_error() -> None:

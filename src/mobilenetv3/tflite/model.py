@@ -183,12 +183,14 @@ class Model:
         """A constant as float32: (q - zero_point) * scale, per tensor or per channel."""
         info = self.tensor(key)
         if info.data is None:
-            raise TFLiteError(f"tensor {info.name!r} is an activation, it has no stored data")
+            raise TFLiteError(f"{self.source}: tensor {info.index} {info.name!r} is an activation, "
+                              "it has no stored data")  # fmt: skip
         q = info.quantization
         if info.dtype.kind == "f" and not q.is_quantized:
             return info.data.astype(np.float32)
         if not q.is_quantized:
-            raise TFLiteError(f"tensor {info.name!r} ({info.dtype}) has no quantization")
+            raise TFLiteError(f"{self.source}: tensor {info.index} {info.name!r} ({info.dtype}) "
+                              "has no quantization")  # fmt: skip
         scales, zps = q.scales.astype(np.float32), q.zero_points.astype(np.int64)
         if scales.size > 1:  # per channel: broadcast along quantized_dimension
             shape = [1] * info.data.ndim

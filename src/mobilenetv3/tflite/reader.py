@@ -64,7 +64,7 @@ def _snake(name: str) -> str:
 _SKIP_ACCESSORS = {"Init", "GetRootAs"}
 
 
-def _decode_options(op: Any, opcode: str) -> dict[str, Any]:
+def _decode_options(op: Any, where: str) -> dict[str, Any]:
     """Builtin options as a plain dict with snake_case keys (`StrideW` -> `stride_w`).
 
     Enum fields become names ("SAME", "RELU6"); vectors become lists.
@@ -75,7 +75,8 @@ def _decode_options(op: Any, opcode: str) -> dict[str, Any]:
     cls_name = _OPTIONS_NAMES.get(kind)
     cls = getattr(tflite, cls_name, None) if cls_name else None
     if cls is None:
-        raise TFLiteError(f"{opcode}: builtin options type {kind} unknown to the tflite package")
+        raise TFLiteError(f"{where} has builtin options type {kind}, unknown to the tflite "
+                          f"package; {DAMAGED}")  # fmt: skip
     table = op.BuiltinOptions()
     obj = cls()
     obj.Init(table.Bytes, table.Pos)
@@ -229,7 +230,8 @@ def _operator(op: Any, i: int, opcodes: list, tensors: list[Tensor], source: str
         raise TFLiteError(f"{source}: operator {i} ({name}, producing "
                           f"{tensors[outs[0]].name!r}) carries {kind} options, expected "
                           f"{expected or 'none'}; {DAMAGED}")  # fmt: skip
-    return Operator(name, ins, outs, _decode_options(op, name), version, custom)
+    options = _decode_options(op, f"{source}: operator {i} ({name})")
+    return Operator(name, ins, outs, options, version, custom)
 
 
 def _graph_ends(graph: Any, tensors: list[Tensor], source: str) -> tuple[list[int], list[int]]:
