@@ -133,6 +133,7 @@ GRAPH_CASES: dict[str, tuple[Callable[[Model], None], str]] = {
     "bad padding": (_set("operators.0.options.padding", 7), r"operator 0.*padding 7"),
     "constant first input": (_set("operators.2.inputs", (4,)),
                              r"operator 2 \(HARD_SWISH.*input 0 'dw' is a constant"),
+    "no inputs": (_set("operators.6.inputs", ()), r"operator 6 \(RESHAPE.*has 0 inputs"),
     "read before produced": (_set("operators.2.inputs", (8,)),
                              r"operator 2 \(HARD_SWISH.*tensor 8 'a' before anything produces"),
     "infinite multiplier": (_set("tensors.9.quantization", _q(1e-45, 128)),

@@ -33,10 +33,10 @@ FILTER_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}  # ou
 
 @dataclass(frozen=True)
 class Signature:
-    """What an operator's kernel reads: `codes` are input positions holding quantized 8-bit
-    codes (None: every input), `constants` positions that must hold data, `optional` those
-    that may be absent (-1); `options` the option fields it needs; `shape` the output shape
-    it produces from its inputs."""
+    """What an operator's kernel reads: `arity` inputs, of which the `optional` ones may be
+    absent (-1 or missing); `codes` are the positions holding quantized 8-bit codes (None:
+    every input), `constants` those that must hold data; `options` the option fields it
+    needs; `shape` the output shape it produces from its inputs."""
 
     arity: int
     shape: Callable[[Model, Operator], Shape]
@@ -140,7 +140,7 @@ _CONV = Signature(3, _conv_shape, codes=(0, 1), constants=(1, 2), optional=(2,))
 _POOL = Signature(1, _pool_shape, options=("filter_height", "filter_width"))
 _ELEMENTWISE = Signature(1, _same_shape)
 _BINARY = Signature(2, _broadcast_shape, codes=(0, 1))
-_RESHAPE = Signature(1, _reshape_shape, optional=(1,))
+_RESHAPE = Signature(2, _reshape_shape, optional=(1,))  # the new shape: in the options too
 
 SIGNATURES: dict[str, Signature] = {
     "ADD": _BINARY,
