@@ -176,6 +176,8 @@ READER_CASES: dict[str, tuple[Callable[[Model], None], str]] = {
                            r"tensor 3 'y' has shape \(1, -4, 4, 4\)"),
     "huge dimensions": (_set("tensors.3.shape", (1, 1 << 20, 1 << 20, 4)),
                         r"tensor 3 'y' .*would exceed"),
+    "rank": (_set("tensors.3.shape", (1, -4) + (2,) * 20), r"tensor 3 'y' has shape "
+             r"\(1, -4, 2, 2, 2, 2, 2, 2, \.\.\. 22 dims\) \(UINT8\)"),
     "buffer size": (_set("tensors.2.shape", (5,)), r"tensor 2 'b' .*needs 20 bytes.*holds 16"),
     "operator tensor index": (_set("operators.3.inputs", (6, 70)),
                               r"operator 3 \(ADD\) names tensor 70, the file has 13"),

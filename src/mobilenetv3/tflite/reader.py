@@ -179,7 +179,8 @@ def _tensor(t: Any, i: int, buffers: list[bytes], source: str) -> Tensor:
     dtype, buffer = TENSOR_TYPES[type_name], int(t.Buffer())
     nbytes = math.prod(shape) * dtype.itemsize
     if any(d < 0 for d in shape) or nbytes > MAX_TENSOR_BYTES:
-        raise TFLiteError(f"{where} has shape {shape} ({type_name}): a dimension is negative "
+        shown = str(shape) if len(shape) <= 8 else f"{str(shape[:8])[:-1]}, ... {len(shape)} dims)"
+        raise TFLiteError(f"{where} has shape {shown} ({type_name}): a dimension is negative "
                           f"or it would exceed {MAX_TENSOR_BYTES} bytes; {DAMAGED}")  # fmt: skip
     if buffer >= len(buffers):
         raise TFLiteError(f"{where} names buffer {buffer}, the file has {len(buffers)}")
