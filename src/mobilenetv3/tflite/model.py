@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mobilenetv3.errors import WeightsError
+
 __all__ = ["OPTIONS_TYPES", "TENSOR_TYPES", "Model", "Operator", "Quantization", "Tensor",
            "TFLiteError"]  # fmt: skip
 
@@ -51,8 +53,9 @@ OPTIONS_TYPES = {
 }
 
 
-class TFLiteError(ValueError):
-    """A file that is not a readable TFLite model, or one this project cannot use."""
+class TFLiteError(WeightsError):
+    """A file that is not a readable TFLite model, or one this project cannot use: the message
+    names the file and the part of it (tensor, operator, buffer) that is wrong."""
 
 
 @dataclass
@@ -180,12 +183,14 @@ class Model:
         """A constant as float32: (q - zero_point) * scale, per tensor or per channel."""
         info = self.tensor(key)
         if info.data is None:
-            raise TFLiteError(f"tensor {info.name!r} is an activation, it has no stored data")
+            raise TFLiteError(f"{self.source}: tensor {info.index} {info.name!r} is an activation, "
+                              "it has no stored data")  # fmt: skip
         q = info.quantization
         if info.dtype.kind == "f" and not q.is_quantized:
             return info.data.astype(np.float32)
         if not q.is_quantized:
-            raise TFLiteError(f"tensor {info.name!r} ({info.dtype}) has no quantization")
+            raise TFLiteError(f"{self.source}: tensor {info.index} {info.name!r} ({info.dtype}) "
+                              "has no quantization")  # fmt: skip
         scales, zps = q.scales.astype(np.float32), q.zero_points.astype(np.int64)
         if scales.size > 1:  # per channel: broadcast along quantized_dimension
             shape = [1] * info.data.ndim

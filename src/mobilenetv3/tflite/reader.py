@@ -9,7 +9,10 @@ that says what is wrong, instead of later inside an interpreter.
 from __future__ import annotations
 
 import inspect
+import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import numpy as np
 import tflite
 
 from mobilenetv3.tflite.model import (
+    OPTIONS_TYPES,
     TENSOR_TYPES,
     Model,
     Operator,
@@ -29,6 +33,8 @@ from mobilenetv3.tflite.model import (
 __all__ = ["KNOWN_OPS", "MOBILENET_SCOPES", "TFLiteError", "TFLiteModel", "check_mobilenet"]
 
 FILE_IDENTIFIER = b"TFL3"
+MAX_TENSOR_BYTES = 1 << 31  # LiteRT's own bound: a tensor's byte size is an int32
+DAMAGED = "the file is truncated or damaged: download or export it again"
 MOBILENET_SCOPES = ("MobilenetV3/", "MobilenetV2/", "MobilenetEdgeTPU/")
 
 #: Builtin operators the reader (and the int8 reference path) knows how to describe.
@@ -58,7 +64,7 @@ def _snake(name: str) -> str:
 _SKIP_ACCESSORS = {"Init", "GetRootAs"}
 
 
-def _decode_options(op: Any, opcode: str) -> dict[str, Any]:
+def _decode_options(op: Any, where: str) -> dict[str, Any]:
     """Builtin options as a plain dict with snake_case keys (`StrideW` -> `stride_w`).
 
     Enum fields become names ("SAME", "RELU6"); vectors become lists.
@@ -69,7 +75,8 @@ def _decode_options(op: Any, opcode: str) -> dict[str, Any]:
     cls_name = _OPTIONS_NAMES.get(kind)
     cls = getattr(tflite, cls_name, None) if cls_name else None
     if cls is None:
-        raise TFLiteError(f"{opcode}: builtin options type {kind} unknown to the tflite package")
+        raise TFLiteError(f"{where} has builtin options type {kind}, unknown to the tflite "
+                          f"package; {DAMAGED}")  # fmt: skip
     table = op.BuiltinOptions()
     obj = cls()
     obj.Init(table.Bytes, table.Pos)
@@ -100,7 +107,30 @@ def _decode_options(op: Any, opcode: str) -> dict[str, Any]:
     return out
 
 
-def _quantization(tensor: Any) -> Quantization:
+@contextmanager
+def _part(source: str, what: str) -> Iterator[None]:
+    """Turn what the flatbuffers accessors raise on a bad offset or length (struct.error,
+    IndexError, numpy's ValueError, ...) while reading `what` into one TFLiteError naming it."""
+    try:
+        yield
+    except TFLiteError:
+        raise
+    except Exception as exc:  # any of them: the accessors trust every offset they read
+        raise TFLiteError(
+            f"{source}: {what} cannot be decoded (an offset or length in it points outside the "
+            f"file or at data of another kind; {type(exc).__name__}); {DAMAGED}"
+        ) from exc
+
+
+def _check_count(count: int, what: str, buf: bytes, source: str) -> int:
+    """A vector length the file can hold (4 bytes or more per entry), before it is walked."""
+    if count * 4 > len(buf):
+        raise TFLiteError(f"{source}: the file declares {count} {what}, more than its "
+                          f"{len(buf)} bytes can hold; {DAMAGED}")  # fmt: skip
+    return count
+
+
+def _quantization(tensor: Any, shape: tuple[int, ...], where: str) -> Quantization:
     q = tensor.Quantization()
     if q is None or q.ScaleLength() == 0:
         return Quantization()
@@ -110,50 +140,63 @@ def _quantization(tensor: Any) -> Quantization:
         if q.ZeroPointLength()
         else np.zeros(scales.shape, np.int64)
     )
-    return Quantization(scales, zps, int(q.QuantizedDimension()))
+    axis = int(q.QuantizedDimension())
+    if zps.size != scales.size:
+        raise TFLiteError(f"{where} has {scales.size} quantization scale(s) but {zps.size} zero "
+                          f"point(s); {DAMAGED}")  # fmt: skip
+    if scales.size > 1 and not (0 <= axis < len(shape) and shape[axis] == scales.size):
+        raise TFLiteError(f"{where} {shape} has {scales.size} per-channel scales along "
+                          f"dimension {axis}, which does not match its shape")  # fmt: skip
+    return Quantization(scales, zps, axis)
 
 
-def _buffers(model: Any, buf: bytes, source: str) -> list[bytes]:
-    buffers: list[bytes] = []
-    for i in range(model.BuffersLength()):
-        b = model.Buffers(i)
-        offset, size = int(b.Offset()), int(b.Size())
-        if offset > 1:  # large-model layout: data after the FlatBuffer
-            if offset + size > len(buf):
-                raise TFLiteError(f"{source}: truncated (buffer {i} ends past the file)")
-            buffers.append(buf[offset : offset + size])
-        else:
-            buffers.append(b.DataAsNumpy().tobytes() if b.DataLength() else b"")
-    return buffers
+def _buffer(model: Any, i: int, buf: bytes, source: str) -> bytes:
+    """Buffer `i`'s bytes, its declared extent checked against the file first."""
+    b = model.Buffers(i)
+    offset, size = int(b.Offset()), int(b.Size())
+    if offset <= 1:  # the data is a vector inside the FlatBuffer
+        offset, size = 0, int(b.DataLength())
+    if offset + size > len(buf):
+        raise TFLiteError(f"{source}: buffer {i} declares {size} bytes (at offset {offset}), "
+                          f"past the end of the {len(buf)}-byte file; {DAMAGED}")  # fmt: skip
+    if offset:  # large-model layout: data after the FlatBuffer
+        return buf[offset : offset + size]
+    return b.DataAsNumpy().tobytes() if size else b""
 
 
 def _tensor(t: Any, i: int, buffers: list[bytes], source: str) -> Tensor:
-    """Tensor `i` with its constant data decoded (a checked size, a copy the model owns)."""
+    """Tensor `i` with its constant data decoded (sizes checked before anything is allocated,
+    a copy the model owns)."""
+    name = (t.Name() or b"").decode("utf-8", "replace")
+    where = f"{source}: tensor {i} {name[:200]!r}"
     type_name = _TYPE_NAMES.get(t.Type(), str(t.Type()))
     if type_name not in TENSOR_TYPES:
-        raise TFLiteError(f"{source}: tensor {i} has unsupported type {type_name}")
-    name = (t.Name() or b"").decode("utf-8", "replace")
+        raise TFLiteError(f"{where} has unsupported type {type_name}")
     shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
     signature = None
     if t.ShapeSignatureLength():
         signature = tuple(int(d) for d in t.ShapeSignatureAsNumpy())
     dtype, buffer = TENSOR_TYPES[type_name], int(t.Buffer())
+    nbytes = math.prod(shape) * dtype.itemsize
+    if any(d < 0 for d in shape) or nbytes > MAX_TENSOR_BYTES:
+        shown = str(shape) if len(shape) <= 8 else f"{str(shape[:8])[:-1]}, ... {len(shape)} dims)"
+        raise TFLiteError(f"{where} has shape {shown} ({type_name}): a dimension is negative "
+                          f"or it would exceed {MAX_TENSOR_BYTES} bytes; {DAMAGED}")  # fmt: skip
     if buffer >= len(buffers):
-        raise TFLiteError(f"{source}: tensor {name!r} names missing buffer {buffer}")
+        raise TFLiteError(f"{where} names buffer {buffer}, the file has {len(buffers)}")
     raw, data = buffers[buffer], None
     if raw:
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if len(raw) != expected:
-            raise TFLiteError(f"{source}: tensor {name!r} {shape} {dtype} needs {expected} "
-                              f"bytes, its buffer holds {len(raw)}")  # fmt: skip
+        if len(raw) != nbytes:
+            raise TFLiteError(f"{where} {shape} {type_name} needs {nbytes} bytes, its buffer "
+                              f"{buffer} holds {len(raw)}; {DAMAGED}")  # fmt: skip
         data = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
-    return Tensor(name, shape, dtype, data, _quantization(t), signature, i)
+    return Tensor(name, shape, dtype, data, _quantization(t, shape, where), signature, i)
 
 
-def _opcodes(model: Any) -> list[tuple[str, int, str | None]]:
+def _opcodes(model: Any, count: int) -> list[tuple[str, int, str | None]]:
     """(builtin name, version, custom code) of every operator code."""
     opcodes = []
-    for i in range(model.OperatorCodesLength()):
+    for i in range(count):
         oc = model.OperatorCodes(i)
         # Schema rule: the real code is the larger of the int32 and the deprecated byte field.
         code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
@@ -166,7 +209,8 @@ def _opcodes(model: Any) -> list[tuple[str, int, str | None]]:
 def _operator(op: Any, i: int, opcodes: list, tensors: list[Tensor], source: str) -> Operator:
     idx = int(op.OpcodeIndex())
     if idx >= len(opcodes):
-        raise TFLiteError(f"{source}: operator {i} uses missing opcode index {idx}")
+        raise TFLiteError(f"{source}: operator {i} uses opcode index {idx}, the file has "
+                          f"{len(opcodes)}; {DAMAGED}")  # fmt: skip
     name, version, custom = opcodes[idx]
     ins = tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else ()
     outs = tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else ()
@@ -176,31 +220,64 @@ def _operator(op: Any, i: int, opcodes: list, tensors: list[Tensor], source: str
         known = ", ".join(sorted(KNOWN_OPS))
         raise TFLiteError(f"{source}: operator {i} is {shown} (producing {first!r}), which this "
                           f"reader does not know; known: {known}")  # fmt: skip
-    for t in (*ins, *outs):
-        if t >= len(tensors):
-            raise TFLiteError(f"{source}: operator {i} ({name}) names missing tensor {t}")
-    return Operator(name, ins, outs, _decode_options(op, name), version, custom)
+    bad = [t for t in ins if not -1 <= t < len(tensors)] + [t for t in outs
+                                                            if not 0 <= t < len(tensors)]
+    if bad or not outs:
+        what = f"tensor {bad[0]}" if bad else "no output tensor"
+        raise TFLiteError(f"{source}: operator {i} ({name}) names {what}, the file has "
+                          f"{len(tensors)} tensors; {DAMAGED}")  # fmt: skip
+    kind, expected = _OPTIONS_NAMES.get(op.BuiltinOptionsType()), OPTIONS_TYPES.get(name)
+    if expected is not None and op.BuiltinOptionsType() and kind != expected:
+        raise TFLiteError(f"{source}: operator {i} ({name}, producing "
+                          f"{tensors[outs[0]].name!r}) carries {kind} options, expected "
+                          f"{expected or 'none'}; {DAMAGED}")  # fmt: skip
+    options = _decode_options(op, f"{source}: operator {i} ({name})")
+    return Operator(name, ins, outs, options, version, custom)
+
+
+def _graph_ends(graph: Any, tensors: list[Tensor], source: str) -> tuple[list[int], list[int]]:
+    """The subgraph's input and output tensor indices, each in range."""
+    inputs = [int(x) for x in graph.InputsAsNumpy()] if graph.InputsLength() else []
+    outputs = [int(x) for x in graph.OutputsAsNumpy()] if graph.OutputsLength() else []
+    for role, indices in (("input", inputs), ("output", outputs)):
+        bad = [t for t in indices if not 0 <= t < len(tensors)]
+        if bad:
+            raise TFLiteError(f"{source}: graph {role} tensor {bad[0]} does not exist, the file "
+                              f"has {len(tensors)} tensors; {DAMAGED}")  # fmt: skip
+    return inputs, outputs
 
 
 def _parse(buf: bytes, source: str) -> TFLiteModel:
-    model = tflite.Model.GetRootAs(buf, 0)
-    if model.SubgraphsLength() < 1:
-        raise TFLiteError(f"{source}: the model has no subgraph")
-    graph = model.Subgraphs(0)
-    buffers = _buffers(model, buf, source)
-    tensors = [_tensor(graph.Tensors(i), i, buffers, source) for i in range(graph.TensorsLength())]
-    opcodes = _opcodes(model)
-    operators = [_operator(graph.Operators(i), i, opcodes, tensors, source)
-                 for i in range(graph.OperatorsLength())]  # fmt: skip
-    return TFLiteModel(
-        tensors=tensors,
-        operators=operators,
-        inputs=[int(x) for x in graph.InputsAsNumpy()] if graph.InputsLength() else [],
-        outputs=[int(x) for x in graph.OutputsAsNumpy()] if graph.OutputsLength() else [],
-        description=(model.Description() or b"").decode("utf-8", "replace"),
-        version=int(model.Version()),
-        source=source,
-    )
+    """Every part decoded in turn, each under its own name for the error a bad one raises."""
+    with _part(source, "the model header"):
+        model = tflite.Model.GetRootAs(buf, 0)
+        if model.SubgraphsLength() < 1:
+            raise TFLiteError(f"{source}: the model has no subgraph")
+        graph = model.Subgraphs(0)
+        n_buffers = _check_count(model.BuffersLength(), "buffers", buf, source)
+        n_tensors = _check_count(graph.TensorsLength(), "tensors", buf, source)
+        n_codes = _check_count(model.OperatorCodesLength(), "operator codes", buf, source)
+        n_ops = _check_count(graph.OperatorsLength(), "operators", buf, source)
+        description = (model.Description() or b"").decode("utf-8", "replace")
+        version = int(model.Version())
+    buffers = []
+    for i in range(n_buffers):
+        with _part(source, f"buffer {i}"):
+            buffers.append(_buffer(model, i, buf, source))
+    tensors = []
+    for i in range(n_tensors):
+        with _part(source, f"tensor {i}"):
+            tensors.append(_tensor(graph.Tensors(i), i, buffers, source))
+    with _part(source, "the operator codes"):
+        opcodes = _opcodes(model, n_codes)
+    operators = []
+    for i in range(n_ops):
+        with _part(source, f"operator {i}"):
+            operators.append(_operator(graph.Operators(i), i, opcodes, tensors, source))
+    with _part(source, "the graph's inputs and outputs"):
+        inputs, outputs = _graph_ends(graph, tensors, source)
+    return TFLiteModel(tensors=tensors, operators=operators, inputs=inputs, outputs=outputs,
+                       description=description, version=version, source=source)  # fmt: skip
 
 
 class TFLiteModel(Model):
@@ -227,15 +304,7 @@ class TFLiteModel(Model):
         root = int.from_bytes(buf[:4], "little")
         if root + 4 > len(buf):
             raise TFLiteError(f"{source}: truncated ({len(buf)} bytes, root table at {root})")
-        try:
-            return _parse(buf, source)
-        except TFLiteError:
-            raise
-        except Exception as exc:  # flatbuffers raises struct/Index/ValueError on bad offsets
-            raise TFLiteError(
-                f"{source}: truncated or corrupt TFLite file ({len(buf)} bytes): "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        return _parse(buf, source)
 
 
 def check_mobilenet(model: Model) -> str:

@@ -7,9 +7,9 @@ where there is one, what to do.
 
 from __future__ import annotations
 
+from mobilenetv3.errors import WeightsError
 
-class WeightsError(ValueError):
-    """The weights cannot be used as asked: says what is wrong and what to do."""
+__all__ = ["CheckpointError", "WeightsError"]
 
 
 class CheckpointError(WeightsError):

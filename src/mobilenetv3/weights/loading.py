@@ -20,6 +20,7 @@ from mobilenetv3.core import specs
 from mobilenetv3.core.layers import BATCH_NORM_EPS
 from mobilenetv3.core.model import MobileNet
 from mobilenetv3.core.naming import slim_names, slim_shape
+from mobilenetv3.tflite.model import Model, Operator, Tensor, TFLiteError
 from mobilenetv3.weights.archive import (
     list_tar_members,
     looks_like_tar,
@@ -56,7 +57,7 @@ def _architecture_shapes(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[
     return {k: v for k, v in shapes.items() if k.endswith("weights") and LOGITS not in k}
 
 
-def infer_variant(shapes: dict[str, tuple[int, ...]]) -> specs.Variant:
+def infer_variant(shapes: dict[str, tuple[int, ...]], source: str = "the weights") -> specs.Variant:
     """The variant whose every (non-logits) variable has the given slim name and shape."""
     wanted = _architecture_shapes(shapes)
     best: tuple[int, specs.Variant | None] = (-1, None)
@@ -68,7 +69,7 @@ def infer_variant(shapes: dict[str, tuple[int, ...]]) -> specs.Variant:
         best = max(best, (score, variant), key=lambda pair: pair[0])
     hint = f"; the closest is {best[1].name}" if best[1] is not None else ""
     raise WeightsError(
-        f"the weights match no known variant{hint} (first names: {sorted(wanted)[:3]}); "
+        f"{source} matches no known variant{hint} (first names: {sorted(wanted)[:3]}); "
         "check that the file is a TF-slim MobileNet V2/V3/EdgeTPU"
     )
 
@@ -255,19 +256,48 @@ def tflite_slim_state(data: bytes, source: str) -> tuple[dict[str, np.ndarray], 
     check_mobilenet(tfl)
     state: dict[str, np.ndarray] = {}
     quantized = False
-    for op in tfl.operators:
+    for i, op in enumerate(tfl.operators):
         if op.opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             continue
-        weights, bias = tfl.tensors[op.inputs[1]], tfl.tensors[op.inputs[2]]
+        weights, bias = _conv_constants(tfl, i, op)
         scope = _scope_of(weights.name)
-        kernel = tfl.dequantized(weights.index).transpose(1, 2, 3, 0)  # OHWI / 1HWC -> HWIO / HWC1
+        kernel = _finite(tfl, weights).transpose(1, 2, 3, 0)  # OHWI / 1HWC -> HWIO / HWC1
         name = "depthwise_weights" if op.opcode == "DEPTHWISE_CONV_2D" else "weights"
         quantized |= weights.dtype in (np.int8, np.uint8)
         state[f"{scope}/{name}"] = kernel
-        state[f"{scope}/biases"] = tfl.dequantized(bias.index) - _folded_gate_offset(op, scope)
+        state[f"{scope}/biases"] = _finite(tfl, bias) - _folded_gate_offset(op, scope)
     if not state:
         raise WeightsError(f"{source}: no convolution weights found")
     return state, {"format": "tflite", "quantized": quantized}
+
+
+def _conv_constants(tfl: Model, i: int, op: Operator) -> tuple[Tensor, Tensor]:
+    """The (filter, bias) tensors of convolution `i`: a 4-D constant and a constant with one
+    value per output channel, or a TFLiteError naming the operator."""
+    ins = op.inputs
+    if len(ins) < 3 or min(ins[1:3]) < 0:
+        problem = f"has inputs {list(ins)}, not (input, filter, bias)"
+    else:
+        weights, bias = tfl.tensors[ins[1]], tfl.tensors[ins[2]]
+        axis = 3 if op.opcode == "DEPTHWISE_CONV_2D" else 0
+        constant = weights.data is not None and bias.data is not None
+        if constant and len(weights.shape) == 4 and bias.shape == (weights.shape[axis],):
+            return weights, bias
+        problem = (f"needs a constant 4-D filter and a constant bias of one value per output "
+                   f"channel, the file has {weights.shape} and {bias.shape}")  # fmt: skip
+    out = tfl.tensors[op.outputs[0]].name
+    raise TFLiteError(f"{tfl.source}: operator {i} ({op.opcode}, producing {out!r}) {problem}; "
+                      "the file is damaged or not a slim MobileNet export")  # fmt: skip
+
+
+def _finite(tfl: Model, tensor: Tensor) -> np.ndarray:
+    """A constant dequantized to float32, refused if any value is NaN or inf."""
+    values = tfl.dequantized(tensor.index)
+    if not np.isfinite(values).all():
+        raise TFLiteError(f"{tfl.source}: tensor {tensor.index} {tensor.name!r} holds "
+                          "non-finite values (NaN or inf, or an infinite scale); the file is "
+                          "damaged")  # fmt: skip
+    return values
 
 
 # The op names below a slim layer's scope in a conv weight's tensor name: the official files'
@@ -313,7 +343,7 @@ def model_from_state(
 ) -> MobileNet:
     """Build the classifier the slim-named weights were made for (or `name`) and load them,
     all or nothing."""
-    variant = infer_variant(slim_state_shapes(state))
+    variant = infer_variant(slim_state_shapes(state), str(path))
     if name is not None:
         asked = specs.parse_variant(name, depth_multiplier)
         if asked != variant:

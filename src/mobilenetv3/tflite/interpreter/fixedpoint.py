@@ -35,6 +35,9 @@ def round_half_away(v: float) -> int:
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """TF's QuantizeMultiplier: real = q * 2^(shift - 31), q in [2^30, 2^31)."""
+    if not math.isfinite(real) or real < 0:
+        raise TFLiteError(f"a requantization multiplier is {real}: the scales it is derived "
+                          "from are out of range")  # fmt: skip
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)

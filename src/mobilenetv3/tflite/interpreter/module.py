@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mobilenetv3.tflite.interpreter.checks import check_model, operator_errors
 from mobilenetv3.tflite.interpreter.context import Context, Step
 from mobilenetv3.tflite.interpreter.fixedpoint import quantize
 from mobilenetv3.tflite.interpreter.ops_int8 import KERNELS
@@ -50,12 +51,12 @@ class QuantizedTFLiteModule(torch.nn.Module):
                 f"{model.source}: input {self.input_info.name!r} is {self.input_info.dtype}, not a "
                 "quantized integer tensor; float files run in the float model, not here"
             )
+        check_model(model)  # a malformed graph ends here, never inside a kernel
         context = Context(model, single_rounding)
         self._steps: list[tuple[Operator, Step]] = []
         for i, op in enumerate(model.operators):
-            if op.opcode not in KERNELS:
-                raise TFLiteError(f"{model.source}: operator {i} {op.opcode} has no int path")
-            self._steps.append((op, KERNELS[op.opcode](context, op)))
+            with operator_errors(model, i, op):
+                self._steps.append((op, KERNELS[op.opcode](context, op)))
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: bool) -> QuantizedTFLiteModule:
@@ -80,7 +81,8 @@ class QuantizedTFLiteModule(torch.nn.Module):
         """Every activation (file dtype, NHWC, batch first) from input codes, by tensor name."""
         expected = self.input_info.shape[1:]
         if tuple(codes.shape[1:]) != expected:
-            raise ValueError(f"input codes {tuple(codes.shape)}, the file wants [N, *{expected}]")
+            raise TFLiteError(f"{self.model.source}: input codes {tuple(codes.shape)}, the file "
+                              f"wants [N, *{expected}]")  # fmt: skip
         values = {self.input_info.index: codes.to(_TORCH_TYPES[self.input_info.dtype])}
         for op, step in self._steps:
             step(values)
