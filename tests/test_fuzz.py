@@ -21,10 +21,7 @@ from mobilenetv3.weights.safetensors_io import save_safetensors
 
 TRIALS_PER_FORMAT = 25  # ~150 trials, about 20 s on 2 cores
 SEED = 14
-# Formats whose readers are hardened on other branches (issue 14): their unclear errors and
-# blow-ups are expected until those merge. The lead empties this after merging them.
-NOT_YET_CLEAN = ("tflite",)
-MUST_BE_CLEAN = ("pt2", "image", "tgz", "checkpoint", "safetensors")
+FORMATS = ("pt2", "image", "tgz", "checkpoint", "safetensors", "tflite")
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +30,13 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> list[runner.Trial]:
     return runner.run(runner.make_trials(corpus, TRIALS_PER_FORMAT, SEED))
 
 
-@pytest.mark.parametrize("fmt", [*MUST_BE_CLEAN, *NOT_YET_CLEAN])
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_fuzz_slice_has_no_unclear_crash_hang_or_memory(campaign: list[runner.Trial],
                                                          fmt: str) -> None:  # fmt: skip
     trials = [t for t in campaign if t.format == fmt]
     if fmt == "tflite" and not trials:
         pytest.fail("no .tflite seed: ../shared/pretrained is missing")
     bad = [f"{t.outcome}: {t.mutations} {t.detail[:160]}" for t in trials if t.outcome in BAD]
-    if bad and fmt in NOT_YET_CLEAN:
-        pytest.xfail(f"{fmt} reader fixes not merged yet: {len(bad)} bad, e.g. {bad[0]}")
     assert not bad, "\n".join(bad)
     assert any(t.outcome == "clear" for t in trials), "the mutations broke nothing"
 
