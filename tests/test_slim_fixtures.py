@@ -28,8 +28,10 @@ VARIANTS = [
 
 
 def test_every_family_has_an_outside_anchor():
-    """Large and Small 1.0 have ../shared's fixtures (test_checkpoint_loading.py); the rest here."""
-    covered = {specs.parse_variant(v).family for v in VARIANTS} | {"v3_large", "v3_small"}
+    """Large and Small 1.0 have ../shared's fixtures (test_checkpoint_loading.py), the
+    segmentation backbones DeepLab's LR-ASPP fixtures (test_heads_lraspp.py); the rest here."""
+    elsewhere = {"v3_large", "v3_small", "v3_large_segmentation", "v3_small_segmentation"}
+    covered = {specs.parse_variant(v).family for v in VARIANTS} | elsewhere
     assert covered == set(specs.FAMILIES)
     multipliers = {specs.parse_variant(v).depth_multiplier for v in VARIANTS}
     assert min(multipliers) < 1 < max(multipliers)

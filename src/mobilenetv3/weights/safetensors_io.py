@@ -110,7 +110,8 @@ def _variant(path: Path, value: Any) -> specs.Variant:
     if not isinstance(value, dict) or set(value) != names:
         raise WeightsError(f"{path}: metadata variant must hold exactly {sorted(names)}")
     fine = value["finegrain_classification_mode"]
-    if value["family"] not in specs.FAMILIES or not isinstance(fine, bool):
+    family = value["family"]
+    if not isinstance(family, str) or family not in specs.FAMILIES or not isinstance(fine, bool):
         raise WeightsError(f"{path}: metadata variant {str(value)[:120]} is not a known variant")
     for key, (low, high) in _VARIANT_RANGES.items():
         kind = float if key == "depth_multiplier" else int
