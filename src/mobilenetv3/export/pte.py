@@ -85,7 +85,8 @@ def lower(program: torch.export.ExportedProgram, softmax: bool = False) -> Any:
 
 def undelegated_ops(graph_module: torch.fx.GraphModule) -> list[str]:
     """The ops of a lowered graph that run outside the delegate (e.g. `aten.mean.dim`)."""
-    calls = [str(node.target) for node in graph_module.graph.nodes if node.op == "call_function"]
+    calls = [getattr(node.target, "__name__", str(node.target))
+             for node in graph_module.graph.nodes if node.op == "call_function"]  # fmt: skip
     return [call for call in calls if not any(p in call for p in _PLUMBING)]
 
 
