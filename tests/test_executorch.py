@@ -97,3 +97,18 @@ def test_lower_warns_naming_what_is_not_delegated() -> None:
     program = trace(pte_graph(model, SIZE), SIZE, dynamic_batch=True)
     with pytest.warns(UserWarning, match="not delegated to XNNPACK.*view_copy"):
         lower(program)
+
+
+def test_int8_pte_tracks_float(tmp_path: Path, tiny: torch.nn.Module) -> None:
+    """`quantize --format pte`: XNNPACK int8 through PT2E, calibrated on the given images; its
+    logits follow the float model's (a broken scale or zero point would scramble them)."""
+    from mobilenetv3.quantize import quantize_model
+
+    calibration = example_input(SIZE, 16, seed=11).numpy()
+    path = quantize_model(tiny, calibration, tmp_path / "int8.pte", "pte")
+    assert path.stat().st_size < 0.5 * (tiny.classifier.weight.numel() * 4)  # int8 weights
+    x = example_input(SIZE, 4, seed=12)
+    with torch.no_grad():
+        expected = tiny(x).numpy()
+    out = make_runner("executorch", path, threads=1)(x.numpy())
+    assert np.corrcoef(out.ravel(), expected.ravel())[0, 1] > 0.98

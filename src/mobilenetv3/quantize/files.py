@@ -21,7 +21,8 @@ from torch import nn
 from mobilenetv3.runtime.engines import Runner, load_program, make_runner
 
 METADATA_KEY = "mobilenetv3"  # ONNX metadata_props key; pt2 extra file name
-ENGINE_OF = {".onnx": ("onnxruntime",), ".pt2": ("torch", "torch_compile"), ".tflite": ("litert",)}
+ENGINE_OF = {".onnx": ("onnxruntime",), ".pt2": ("torch", "torch_compile"), ".tflite": ("litert",),
+             ".pte": ("executorch",)}  # fmt: skip
 
 
 class Int8FileError(ValueError):
