@@ -32,7 +32,7 @@ from torch import nn
 from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core.deploy import deploy_graph
 from mobilenetv3.export.check import ExportResult, example_input, max_abs_diff, reference_output
-from mobilenetv3.runtime.engines import PTE_SOFTMAX_MARK, make_runner
+from mobilenetv3.runtime.engines import PTE_SOFTMAX_MARK, make_runner, require_extra
 
 MAX_BATCH = 32
 # what the lowered graph calls besides the delegate: plumbing, not computation
@@ -70,6 +70,7 @@ def trace(module: nn.Module, image_size: tuple[int, int],
 def lower(program: torch.export.ExportedProgram, softmax: bool = False) -> Any:
     """XNNPACK-delegated ExecuTorch program (an `ExecutorchProgramManager`), marked as ending
     in a softmax where it does; warns naming every op left to ExecuTorch's portable kernels."""
+    require_extra("executorch")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 

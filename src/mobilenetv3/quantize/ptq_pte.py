@@ -20,7 +20,7 @@ from torch import nn
 
 from mobilenetv3.export.check import max_abs_diff
 from mobilenetv3.export.pte import MAX_BATCH, pte_graph, trace, write_pte
-from mobilenetv3.runtime.engines import make_runner
+from mobilenetv3.runtime.engines import make_runner, require_extra
 
 BATCH = 16
 
@@ -28,6 +28,7 @@ BATCH = 16
 def quantize_pte(model: nn.Module, output: str | os.PathLike, images: np.ndarray) -> Path:
     """`quantize --format pte`: the XNNPACK int8 program of `model`, calibrated on `images`,
     run in ExecuTorch after writing (its top class must match the calibrated graph's)."""
+    require_extra("executorch")
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,

@@ -40,6 +40,7 @@ Latency (timing runners round-robin): `runtime.latency`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,13 @@ def _file(kind: str, source: ModelOrPath) -> Path:
     return Path(source)
 
 
+def require_extra(name: str) -> None:
+    """One clear error where an optional extra ([executorch], [openvino]) is not installed."""
+    if importlib.util.find_spec(name) is None:
+        raise ValueError(f"{name} is not installed: it comes with the [{name}] extra, "
+                         f"pip install -c constraints.txt -e '.[{name}]'")  # fmt: skip
+
+
 def make_runner(
     kind: str,
     model_or_path: ModelOrPath,
@@ -341,6 +349,8 @@ def make_runner(
         return OnnxRuntimeRunner(_file(kind, model_or_path), threads)
     if kind == "litert":
         return LiteRTRunner(_file(kind, model_or_path), threads)
+    if kind in EXTRA_KINDS:
+        require_extra(kind)
     if kind == "executorch":
         return ExecuTorchRunner(_file(kind, model_or_path), threads)
     if kind == "openvino":
