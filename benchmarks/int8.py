@@ -7,8 +7,8 @@ program) in torch eager, and with --inductor both through torch.compile (compili
 program takes minutes on 2 cores). Weights read from an official 8-bit .tflite add that file
 in LiteRT (XNNPACK, and builtin kernels only: their rounding differs, which bounds how alike
 two int8 runs of one network can be) and our int8 TFLite with the file's learned ranges.
-Where the extras are installed: float and int8 .pte (PT2E, XNNPACK quantizer) in ExecuTorch,
-and the float ONNX export in OpenVINO.
+Where the [openvino] extra is installed: the float ONNX export in OpenVINO. (ExecuTorch sizes
+its thread pool once per process, so its 1- and 2-thread rows cannot share this run.)
 Top-1 and agreement with the official file: all 1000 sample photos in two folds (calibrate on
 the odd-label half, evaluate the even-label half, and back), so no photo is evaluated by a
 model calibrated on it. Engines are timed round-robin (`latency.time_runners`) so they
@@ -88,10 +88,6 @@ def build_files(model: Any, calibration: np.ndarray, folder: Path) -> dict[str, 
     files["int8_pt2"] = quantize_model(model, calibration, folder / "int8.pt2", "pt2")
     files["int8_tflite"] = quantize_model(model, calibration, folder / "int8.tflite", "tflite",
                                           method="percentile")  # fmt: skip
-    if installed("executorch"):
-        files["float_pte"] = export(model, folder / "float.pte", "pte", dynamic_batch=True,
-                                    check=False).path  # fmt: skip
-        files["int8_pte"] = quantize_model(model, calibration, folder / "int8.pte", "pte")
     if "official" in files:  # and its learned activation ranges
         files["int8_tflite_learned"] = quantize_model(model, calibration, folder / "learned.tflite",
                                                       "tflite", method=LEARNED)  # fmt: skip
@@ -112,10 +108,6 @@ def runners(model: Any, files: dict[str, Path], threads: int, batch: int,
         out[("litert", "int8 learned")] = make_runner("litert", learned, threads=threads)
         out[("litert", "official uint8")] = make_runner("litert", official, threads=threads)
         out[("litert", "official uint8 builtin")] = LiteRTRunner(official, threads, False)
-    if "int8_pte" in files:
-        for precision in ("float", "int8"):
-            path = files[f"{precision}_pte"]
-            out[("executorch", precision)] = make_runner("executorch", path, threads=threads)
     if installed("openvino"):
         out[("openvino", "float")] = make_runner("openvino", files["float_onnx"], threads=threads)
     out[("torch", "float")] = make_runner("torch", model, threads=threads)

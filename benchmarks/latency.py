@@ -250,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
                             args.output.with_suffix(".png"), min(args.threads)))
         return 0
 
+    if "executorch" in args.engines and len(args.threads) > 1:  # its pool is sized once
+        args.engines.remove("executorch")
+        print("executorch left out: one thread count per process (run --engines executorch "
+              "--threads N separately)")  # fmt: skip
     models = args.models or (QUICK_MODELS if args.quick else FULL_MODELS)
     warmup, iters = (3, 15) if args.quick else (5, 30)
     compile_models = set(models) if args.compile_all else (

@@ -73,14 +73,14 @@ def _undelegated(program: torch.export.ExportedProgram) -> list[str]:
 
 
 def test_cli_free_batch_and_softmax(tmp_path: Path, tiny: torch.nn.Module) -> None:
-    """`export --format pte --dynamic-batch`: any batch (above the planned maximum in slices),
-    threads as asked; --softmax files say they output probabilities."""
+    """`export --format pte --dynamic-batch`: any batch (above the planned maximum in slices);
+    --softmax files say they output probabilities; one thread count per process."""
     free, soft = tmp_path / "free.pte", tmp_path / "soft.pte"
     weights = save_safetensors(tiny, tmp_path / "tiny.safetensors")
     common = ["export", "--weights", str(weights), "--image-size", "64"]
     assert main([*common, "--format", "pte", "--dynamic-batch", "--output", str(free)]) == 0
     x = example_input(SIZE, 40, seed=2)
-    runner = make_runner("executorch", free, threads=2)
+    runner = make_runner("executorch", free, threads=1)
     assert runner.output == "logits" and runner.max_batch < 40
     with torch.no_grad():
         expected = tiny(x)
@@ -89,6 +89,8 @@ def test_cli_free_batch_and_softmax(tmp_path: Path, tiny: torch.nn.Module) -> No
     runner = make_runner("executorch", soft, threads=1)
     assert runner.output == "probabilities"
     np.testing.assert_allclose(runner(x[:1].numpy()), expected[:1].softmax(-1), atol=1e-6)
+    with pytest.raises(ValueError, match="cannot be resized safely"):
+        make_runner("executorch", soft, threads=2)(x[:1].numpy())
 
 
 def test_lower_warns_naming_what_is_not_delegated() -> None:

@@ -16,8 +16,9 @@
   file's scale/zero point (`quantize_input`: halves to even, as LiteRT's default QUANTIZE)
   and the output dequantized. Input is transposed to NHWC inside.
 - `executorch` (extra `[executorch]`): an ExecuTorch program (.pte, XNNPACK delegate) in
-  ExecuTorch's runtime; its XNNPACK thread pool is process-wide, set on every call where it
-  differs. Batches above the file's planned maximum run in slices.
+  ExecuTorch's runtime; its XNNPACK thread pool is process-wide and is sized once per process
+  (resizing it after a run crashed: `ExecuTorchRunner.activate`). Batches above the file's
+  planned maximum run in slices.
 - `openvino` (extra `[openvino]`): OpenVINO on the CPU, reading our ONNX export, reshaped to
   each batch size it is called with (compiled once per size), `threads` inference threads
   not pinned to cores, float32 (no bf16 down-conversion where the CPU has AMX/AVX-512 bf16).
@@ -190,21 +191,30 @@ class ExecuTorchRunner(Runner):
         from executorch.runtime import Runtime
 
         super().__init__(threads)
-        # kept: the method reads the program's memory, and a freed program crashed `execute`
+        # kept: the method reads the program's memory
         self.program = Runtime.get().load_program(path)
         self.method = self.program.load_method("forward")
         self.max_batch = self.method.metadata.input_tensor_meta(0).sizes()[0]
         # export --softmax marks the file with a constant method of that name
         self.output = "probabilities" if PTE_SOFTMAX_MARK in self.program.method_names else "logits"
 
+    ran_with: int | None = None  # the process's pool size once any program has run
+
     def activate(self) -> None:
-        """The XNNPACK thread pool is rebuilt (its threads started anew) when the count
-        changes, which no deployment does per call: done here, the latency timer keeps it
-        out of the timed call."""
+        """Size ExecuTorch's process-wide XNNPACK thread pool. Only before the first run:
+        resizing it after a program ran crashed the process (segfault, SIGFPE or abort in
+        `execute`: benchmarks/latency.py with threads 1 and 2; fine with one count), so one
+        process runs one thread count."""
         from executorch.extension.pybindings import portable_lib
 
+        ran = ExecuTorchRunner.ran_with
+        if ran is not None and ran != self.threads:
+            raise ValueError(f"ExecuTorch already ran with {ran} thread(s) in this process; "
+                             f"its thread pool cannot be resized safely: run {self.threads} "
+                             "thread(s) in another process")  # fmt: skip
         if portable_lib._threadpool_get_thread_count() != self.threads:
             portable_lib._unsafe_reset_threadpool(self.threads)
+        ExecuTorchRunner.ran_with = self.threads
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         self.activate()
