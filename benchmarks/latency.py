@@ -2,9 +2,12 @@
 .tflite files through LiteRT as the anchor.
 
 Batch 1 at 224x224, 1 and 2 threads, median and p90 per engine (torch eager, torch.compile,
-ONNX Runtime, LiteRT on our float export), the ratio to the fastest engine per row; then a
-batch-32 throughput table; a torch.profiler note on eager; JSON and a latency-vs-top-1 PNG
-(published top-1, labelled so) in benchmarks/results/.
+ONNX Runtime, LiteRT on our float export; ExecuTorch and OpenVINO where their extras are
+installed), the ratio to the fastest engine per row; then batch 32 at the same thread counts;
+per model and setting, the winning engine, its lead over the runner-up, and how far it is from
+the compute limit (MACs x 2 / (threads x 64 FLOP/cycle x clock): fp32 FMA on two AVX-512
+units); a torch.profiler note on eager; JSON and a latency-vs-top-1 PNG (published top-1,
+labelled so) in benchmarks/results/.
 
 Run: `.venv/bin/python benchmarks/latency.py [--quick]` (full ~10 min on 2 cores, quick ~2).
 torch.compile compiles once per model (~15-60 s on 2 cores), so the full run compiles only
@@ -38,7 +41,8 @@ from _common import (  # before anything imports torch: sets OMP_WAIT_POLICY
 
 import mobilenetv3
 from mobilenetv3.export import engine_sources
-from mobilenetv3.runtime.engines import KINDS
+from mobilenetv3.runtime.auto import installed
+from mobilenetv3.runtime.engines import EXTRA_KINDS, KINDS
 from mobilenetv3.runtime.latency import benchmark, format_table
 
 MULTIPLIERS = ("0.35", "0.5", "0.75", "1.0")
@@ -49,6 +53,8 @@ FULL_MODELS = [f"v2_{m}{'_finegrain' if m != '1.0' else ''}" for m in MULTIPLIER
     for size in ("large", "small") for m in MULTIPLIERS
 ] + ["v3_large_minimalistic_1.0", "v3_small_minimalistic_1.0"]  # fmt: skip
 QUICK_MODELS = ["v2_1.0", "v3_large_1.0", "v3_small_1.0"]
+ENGINES = KINDS + tuple(e for e in EXTRA_KINDS if installed(e))
+FLOP_PER_CYCLE = 64  # fp32 per core: 2 AVX-512 FMA units x 16 lanes x 2 FLOP
 
 
 def run_latency(models: list[str], engines: list[str], threads: list[int], *, warmup: int,
@@ -81,20 +87,51 @@ def official_rows(threads: list[int], *, batch: int, warmup: int, iters: int) ->
     return rows
 
 
-def run_throughput(models: list[str], engines: list[str], threads: int, *, iters: int,
+def run_throughput(models: list[str], engines: list[str], threads: list[int], *, iters: int,
                    compile_models: set[str]) -> list[dict]:  # fmt: skip
-    """Batch 32: images per second at the highest thread count."""
+    """Batch 32: images per second at each thread count."""
     rows = []
     for name in models:
         model = mobilenetv3.create_model(name).eval()
         chosen = [e for e in engines if e != "torch_compile" or name in compile_models]
         with tempfile.TemporaryDirectory(prefix="mobilenetv3-bench-") as tmp:
             sources = engine_sources(model, chosen, Path(tmp), (224, 224))
-            for row in benchmark(sources, threads=[threads], batch_size=32, warmup=2,
+            for row in benchmark(sources, threads=threads, batch_size=32, warmup=2,
                                  iters=iters):  # fmt: skip
                 rows.append({"model": name, **row})
-    rows += official_rows([threads], batch=32, warmup=1, iters=max(2, iters // 2))
+    rows += official_rows(threads, batch=32, warmup=1, iters=max(2, iters // 2))
     return rows
+
+
+def clock_hz() -> float:
+    """The highest core clock /proc/cpuinfo reports (the nominal clock on most VMs)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return float("nan")
+    mhz = [float(line.split(":")[1]) for line in text.splitlines() if line.startswith("cpu MHz")]
+    return max(mhz) * 1e6 if mhz else float("nan")
+
+
+def winners(rows: list[dict], clock: float) -> list[str]:
+    """Per model, threads and batch: the fastest engine, its lead over the runner-up, and its
+    time over the compute limit (MACs x 2 x batch / (threads x FLOP_PER_CYCLE x clock))."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if "official" not in r["model"]:
+            groups.setdefault((r["model"], r["threads"], r["batch"]), []).append(r)
+    lines = []
+    for (name, threads, batch), pool in groups.items():
+        ranked = sorted(pool, key=lambda r: r["median_ms"])
+        best = ranked[0]
+        macs = mobilenetv3.count_macs(mobilenetv3.create_model(name))
+        limit_ms = 2 * macs * batch / (threads * FLOP_PER_CYCLE * clock) * 1e3
+        lead = (f"{ranked[1]['median_ms'] / best['median_ms']:.2f}x ahead of {ranked[1]['engine']}"
+                if len(ranked) > 1 else "alone")  # fmt: skip
+        lines.append(f"{name:<28} thr {threads} batch {batch:>2}: {best['engine']:<13} "
+                     f"{best['median_ms']:8.2f} ms, {lead}; compute limit {limit_ms:.2f} ms, "
+                     f"winner at {best['median_ms'] / limit_ms:.1f}x it")  # fmt: skip
+    return lines
 
 
 def profile_eager(name: str = "v3_large_1.0", top: int = 8) -> dict[str, Any]:
@@ -154,7 +191,7 @@ def checks(rows: list[dict], models: list[str], threads: list[int]) -> list[str]
 
 
 def _best_point(rows: list[dict], name: str, threads: int, published: dict) -> tuple | None:
-    best = fastest(rows, name, threads, {"torch", "torch_compile", "onnxruntime", "litert"})
+    best = fastest(rows, name, threads, set(ENGINES))
     return (best["median_ms"], published[name]["top1"]) if best and name in published else None
 
 
@@ -200,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 models, fewer iterations")
     parser.add_argument("--compile-all", action="store_true",
                         help="torch.compile every model (slow), not only the 1.0 ones")
-    parser.add_argument("--engines", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=KINDS + EXTRA_KINDS)
+    parser.add_argument("--models", nargs="+", help="instead of the full or --quick set")
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--output", type=Path, default=RESULTS / "latency.json")
     parser.add_argument("--chart-only", action="store_true",
@@ -212,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
                             args.output.with_suffix(".png"), min(args.threads)))
         return 0
 
-    models = QUICK_MODELS if args.quick else FULL_MODELS
+    if "executorch" in args.engines and len(args.threads) > 1:  # its pool is sized once
+        args.engines.remove("executorch")
+        print("executorch left out: one thread count per process (run --engines executorch "
+              "--threads N separately)")  # fmt: skip
+    models = args.models or (QUICK_MODELS if args.quick else FULL_MODELS)
     warmup, iters = (3, 15) if args.quick else (5, 30)
     compile_models = set(models) if args.compile_all else (
         {"v3_small_1.0"} if args.quick else set(QUICK_MODELS)
@@ -224,13 +266,16 @@ def main(argv: list[str] | None = None) -> int:
                        compile_models=compile_models)  # fmt: skip
     print("\nBatch 1, 224x224 (x fastest = median over the fastest engine of that model/threads)")
     print(format_table(rows))
-    top_threads = max(args.threads)
-    throughput = run_throughput(QUICK_MODELS, args.engines, top_threads,
+    throughput = run_throughput(args.models or QUICK_MODELS, args.engines, args.threads,
                                 iters=3 if args.quick else 6, compile_models=compile_models)
-    print(f"\nBatch 32 throughput, {top_threads} thread(s)")
+    print(f"\nBatch 32 throughput, {args.threads} thread(s)")
     print(format_table(throughput))
     answers = checks(rows, models, args.threads)
     print("\n" + "\n".join(answers))
+    clock = clock_hz()
+    won = winners(rows + throughput, clock)
+    print(f"\nWinners (compute limit at {clock / 1e9:.2f} GHz, {FLOP_PER_CYCLE} FLOP/cycle/core):")
+    print("\n".join(won))
     prof = profile_eager()
     print("\nEager profile, v3_large_1.0, batch 1, channels_last, 1 thread:")
     for label, entry in prof.items():
@@ -243,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(), "load_average": os.getloadavg(),
         "omp_wait_policy": OMP_WAIT_POLICY,
         "latency_batch1": rows, "throughput_batch32": throughput, "checks": answers,
+        "winners": won, "clock_hz": clock,
         "profile": prof, "published_top1": published,
     })  # fmt: skip
     print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()} on {os.cpu_count()} CPUs")

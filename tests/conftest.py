@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,25 @@ from shared_data import ENV_VAR, shared_dir
 # CI sets CI=true: there the reference data and every optional engine must be present, so a
 # skip (missing ../shared, a failed import of ai_edge_litert or matplotlib) is a failure.
 STRICT = os.environ.get("CI", "").lower() == "true"
+
+
+# Test files of an optional extra (not in [all]): where the extra is not installed they are
+# not collected, said in the summary; .ci/run's step 3 installs the extras and runs them.
+EXTRA_TESTS = {"test_executorch.py": "executorch", "test_openvino.py": "openvino"}
+_NOT_COLLECTED: list[str] = []
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    extra = EXTRA_TESTS.get(collection_path.name)
+    if extra is None or importlib.util.find_spec(extra) is not None:
+        return None
+    _NOT_COLLECTED.append(f"{collection_path.name} (the [{extra}] extra is not installed)")
+    return True
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
+    for line in _NOT_COLLECTED:
+        terminalreporter.write_line(f"not collected: {line}; .ci/run step 3 runs it")
 
 
 @pytest.hookimpl(hookwrapper=True)

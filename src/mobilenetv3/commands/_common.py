@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ENGINES = ("torch", "torch_compile", "onnxruntime", "litert")
-SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "pt2": ".pt2"}  # --format -> file extension
+ENGINES = ("torch", "torch_compile", "onnxruntime", "litert", "executorch", "openvino")
+# --format -> file extension
+SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "pt2": ".pt2", "pte": ".pte"}
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 

@@ -1,4 +1,4 @@
-"""`mobilenetv3 export --weights W --format onnx|tflite|pt2 --output PATH`."""
+"""`mobilenetv3 export --weights W --format onnx|tflite|pt2|pte --output PATH`."""
 
 from __future__ import annotations
 
@@ -13,19 +13,22 @@ from mobilenetv3.commands._common import (
     writable_path,
 )
 
-HELP = "export to ONNX, float TFLite or torch.export (.pt2), checked against PyTorch"
+HELP = ("export to ONNX, float TFLite, torch.export (.pt2) or ExecuTorch (.pte), checked "
+        "against PyTorch")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, weights_required=False)
     add_dequantize(parser)
     parser.add_argument("--format", required=True, choices=tuple(SUFFIXES),
-                        help="ONNX, float TFLite or torch.export program")  # fmt: skip
+                        help="ONNX, float TFLite, torch.export program or ExecuTorch program "
+                             "(XNNPACK-delegated; needs the [executorch] extra)")  # fmt: skip
     parser.add_argument("--output", required=True, type=writable_path,
-                        help="file to write (atomically), ending in .onnx, .tflite or .pt2")
+                        help="file to write (atomically), ending in .onnx, .tflite, .pt2 or .pte")
     add_image_size(parser, (224, 224))
     parser.add_argument("--dynamic-batch", action="store_true",
-                        help="leave the batch dimension free (ONNX, pt2; TFLite input signature)")
+                        help="leave the batch dimension free (ONNX, pt2, pte; TFLite "
+                             "input signature)")
     parser.add_argument("--softmax", action="store_true", help="output probabilities, not logits")
     parser.add_argument("--no-check", action="store_true",
                         help="skip running the file against PyTorch after writing it")  # fmt: skip

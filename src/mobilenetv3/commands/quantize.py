@@ -1,4 +1,4 @@
-"""`mobilenetv3 quantize --weights W --calibration DIR --format onnx|pt2|tflite --output PATH`."""
+"""`mobilenetv3 quantize --weights W --calibration DIR --format onnx|pt2|tflite|pte --output P`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mobilenetv3.commands._common import (
 )
 
 HELP = ("int8 post-training quantization calibrated on real photos (ONNX Runtime .onnx, "
-        "torch .pt2, LiteRT .tflite)")
+        "torch .pt2, LiteRT .tflite, ExecuTorch .pte)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -30,10 +30,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "so the other half stays unseen for evaluation")  # fmt: skip
     parser.add_argument("--format", required=True, choices=FORMATS,
                         help="onnx: ONNX Runtime QDQ; pt2: torch.export int8 Q/DQ program; "
-                             "tflite: int8 TFLite, float in/out")  # fmt: skip
+                             "tflite: int8 TFLite, float in/out; pte: ExecuTorch XNNPACK int8 "
+                             "(needs the [executorch] extra)")  # fmt: skip
     parser.add_argument("--method", choices=sorted({m for ms in METHODS.values() for m in ms}),
                         help="activation ranges. onnx: percentile (99.999, default), entropy, "
-                             "minmax. pt2: percentile. tflite: percentile (99.99), minmax, or "
+                             "minmax. pt2: percentile. pte: histogram (the XNNPACK quantizer's). "
+                             "tflite: percentile (99.99), minmax, or "
                              "learned: the "
                              "ranges of the 8-bit .tflite given as --weights (learned by its "
                              "QAT; the default for such weights)")  # fmt: skip

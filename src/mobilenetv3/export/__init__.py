@@ -1,4 +1,5 @@
-"""Deployment formats: ONNX, float TFLite (written without TensorFlow) and torch.export (.pt2).
+"""Deployment formats: ONNX, float TFLite (written without TensorFlow), torch.export (.pt2) and
+ExecuTorch (.pte, XNNPACK-delegated; extra `[executorch]`).
 
 Every `export_*` writes atomically (a temp file beside the target, renamed when complete) and
 then runs the file in its own engine against PyTorch, returning an `ExportResult` with the
@@ -7,8 +8,8 @@ the engines (`runtime.engines`), which never import an exporter; `export_runner`
 `engine_sources` give an engine that runs files a module by exporting it first. BatchNorm
 folding and the per-layer input sizes come from the deployment graph (`core.deploy`).
 
-`export_onnx`, `export_tflite` and `export_pt2` are imported lazily so that importing this
-package does not pull in onnx or the FlatBuffer schema.
+`export_onnx`, `export_tflite`, `export_pt2` and `export_pte` are imported lazily so that
+importing this package does not pull in onnx, ExecuTorch or the FlatBuffer schema.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from mobilenetv3.export.check import (
 )
 from mobilenetv3.runtime.engines import FILE_FORMAT, ModelOrPath, Runner, make_runner
 
-FORMATS = ("onnx", "tflite", "pt2")
+FORMATS = ("onnx", "tflite", "pt2", "pte")
 
 __all__ = [
     "FORMATS",
@@ -43,6 +44,7 @@ __all__ = [
     "export",
     "export_onnx",
     "export_pt2",
+    "export_pte",
     "export_runner",
     "export_tflite",
     "fold_batch_norm",
@@ -89,10 +91,11 @@ def export_runner(kind: str, model_or_path: ModelOrPath, *,
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("export_onnx", "export_tflite", "export_pt2"):
+    if name in ("export_onnx", "export_tflite", "export_pt2", "export_pte"):
         module = {"export_onnx": "mobilenetv3.export.onnx",
                   "export_tflite": "mobilenetv3.export.tflite",
-                  "export_pt2": "mobilenetv3.export.pt2"}
+                  "export_pt2": "mobilenetv3.export.pt2",
+                  "export_pte": "mobilenetv3.export.pte"}
         from importlib import import_module
 
         return getattr(import_module(module[name]), name)

@@ -10,7 +10,9 @@ static quantization on our export, rewritten so ORT runs int8 kernels: `ort_grap
 `ptq_torch` for why not PT2E here), `tflite` (int8 per-channel weights, int8 activations,
 float input/output through QUANTIZE/DEQUANTIZE, written without TensorFlow:
 `export.tflite_int8`; runs in LiteRT; weights read from an official 8-bit .tflite keep its
-learned activation ranges and weight codes by default). The official uint8 .tflite files run
+learned activation ranges and weight codes by default), `pte` (ExecuTorch, PT2E with the
+XNNPACK quantizer, lowered to XNNPACK int8 kernels: `ptq_pte`; extra `[executorch]`). The
+official uint8 .tflite files run
 as they are (`int8_runner(path)` / LiteRT).
 Calibration photos are preprocessed exactly as for evaluation; keep them disjoint from the
 photos the int8 model is then evaluated on (`calibration.split_samples`).
@@ -43,11 +45,11 @@ from mobilenetv3.quantize.files import (
     runs_only_in_engine,
 )
 
-FORMATS = ("onnx", "pt2", "tflite")
+FORMATS = ("onnx", "pt2", "tflite", "pte")
 # activation calibration each format offers; the first is its default (tflite: see
 # `default_method`)
 METHODS = {"onnx": ("percentile", "entropy", "minmax"), "pt2": ("percentile",),
-           "tflite": ("percentile", "minmax", "learned")}  # fmt: skip
+           "tflite": ("percentile", "minmax", "learned"), "pte": ("histogram",)}  # fmt: skip
 
 __all__ = [
     "FORMATS",
@@ -134,6 +136,10 @@ def quantize_model(model: nn.Module, images: np.ndarray, output: str | os.PathLi
         from mobilenetv3.quantize.tflite_int8 import export_tflite_int8
 
         return export_tflite_int8(model, output, images, method=method, **options).path
+    if fmt == "pte":
+        from mobilenetv3.quantize.ptq_pte import quantize_pte
+
+        return quantize_pte(model, output, images, **options)
     from mobilenetv3.quantize.ptq_torch import quantize_pt2
 
     return quantize_pt2(model, output, images, **options)

@@ -2,11 +2,13 @@
 
 auto takes the fastest engine installed for the file and its precision, measured (issue 17:
 batch 1, 1 thread, Large 1.0, a 2-core EPYC; time relative to ONNX Runtime): ONNX Runtime 1.0,
-LiteRT 1.05, torch.compile 1.7, torch eager 2.3. So float models run in ONNX Runtime, then
-LiteRT, then torch; an 8-bit .tflite in LiteRT (its int8 graph, the file as it is), else in
-torch's bit-exact int8 interpreter; an int8 .onnx/.pt2 in the one engine that runs it; a float
-model on a GPU in torch. A float engine is kept only if its output on a probe batch is within
-`TOLERANCE` of torch's, else the next is tried.
+LiteRT 1.05, OpenVINO 1.14, torch.compile 1.7, torch eager 2.3; ExecuTorch (XNNPACK) between
+OpenVINO and eager (issue 15, benchmarks/latency.py). So float models run in ONNX Runtime, then
+LiteRT, OpenVINO, ExecuTorch (the last two where their extras are installed), then torch; an
+8-bit .tflite in LiteRT (its int8 graph, the file as it is), else in torch's bit-exact int8
+interpreter; an int8 .onnx/.pt2 in the one engine that runs it; a float model on a GPU in
+torch. A float engine is kept only if its output on a probe batch is within `TOLERANCE` of
+torch's, else the next is tried.
 
 One file is one model on every engine (`tflite_int8_runner`): an 8-bit .tflite runs as int8
 in LiteRT and torch; its float weights only with `--dequantize`.
@@ -24,8 +26,9 @@ import torch
 
 from mobilenetv3.runtime.engines import Runner, TorchRunner, make_runner
 
-FLOAT_ORDER = ("onnxruntime", "litert", "torch")
-MODULE_OF = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert"}
+FLOAT_ORDER = ("onnxruntime", "litert", "openvino", "executorch", "torch")
+MODULE_OF = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "openvino": "openvino",
+             "executorch": "executorch"}  # fmt: skip
 TOLERANCE = 1e-4  # max abs difference from torch's output (logits, or probabilities)
 
 

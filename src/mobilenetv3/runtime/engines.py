@@ -15,8 +15,16 @@
   Takes our float export or an official .tflite; uint8 files get the input quantized with the
   file's scale/zero point (`quantize_input`: halves to even, as LiteRT's default QUANTIZE)
   and the output dequantized. Input is transposed to NHWC inside.
+- `executorch` (extra `[executorch]`): an ExecuTorch program (.pte, XNNPACK delegate) in
+  ExecuTorch's runtime; its XNNPACK thread pool is process-wide and is sized once per process
+  (resizing it after a run crashed: `ExecuTorchRunner.activate`). Batches above the file's
+  planned maximum run in slices.
+- `openvino` (extra `[openvino]`): OpenVINO on the CPU, reading our ONNX export, reshaped to
+  each batch size it is called with (compiled once per size), `threads` inference threads
+  not pinned to cores, float32 (no bf16 down-conversion where the CPU has AMX/AVX-512 bf16).
 
-`model_or_path` is a path: `.onnx` for onnxruntime, `.tflite` for litert, a `.pt2` program
+`model_or_path` is a path: `.onnx` for onnxruntime and openvino, `.tflite` for litert, `.pte`
+for executorch, a `.pt2` program
 (float or int8: `ExportedProgramRunner`) or any weights file `create_model` reads for the torch
 kinds; or, for the torch kinds, an `nn.Module`. Engines run files and deployment graphs and
 never import an exporter (the exporters check their files through them):
@@ -33,6 +41,7 @@ Latency (timing runners round-robin): `runtime.latency`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -46,7 +55,12 @@ from mobilenetv3.core.model import MobileNet
 from mobilenetv3.runtime.program_file import load_program
 
 KINDS = ("torch", "torch_compile", "onnxruntime", "litert")
-FILE_FORMAT = {"onnxruntime": "onnx", "litert": "tflite"}  # the file each such engine runs
+# engines of the optional extras [executorch] and [openvino] (tests/test_executorch.py, ...)
+EXTRA_KINDS = ("executorch", "openvino")
+# the file each such engine runs
+FILE_FORMAT = {"onnxruntime": "onnx", "litert": "tflite", "executorch": "pte", "openvino": "onnx"}
+
+PTE_SOFTMAX_MARK = "probabilities"  # a .pte ending in a softmax has a constant method so named
 
 ModelOrPath = nn.Module | str | os.PathLike
 
@@ -62,6 +76,10 @@ class Runner:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def activate(self) -> None:
+        """Make process-wide settings this runner's (its thread count) before a call; the
+        latency timer calls it outside the timed region. Calls do it themselves too."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(threads={self.threads}, output={self.output!r})"
@@ -167,6 +185,76 @@ class LiteRTRunner(Runner):
         return _dequantize(self.interpreter.get_tensor(self.out["index"]), self.out)
 
 
+class ExecuTorchRunner(Runner):
+    kind = "executorch"
+
+    def __init__(self, path: Path, threads: int) -> None:
+        from executorch.runtime import Runtime
+
+        super().__init__(threads)
+        # kept: the method reads the program's memory
+        self.program = Runtime.get().load_program(path)
+        self.method = self.program.load_method("forward")
+        self.max_batch = self.method.metadata.input_tensor_meta(0).sizes()[0]
+        # export --softmax marks the file with a constant method of that name
+        self.output = "probabilities" if PTE_SOFTMAX_MARK in self.program.method_names else "logits"
+
+    ran_with: int | None = None  # the process's pool size once any program has run
+
+    def activate(self) -> None:
+        """Size ExecuTorch's process-wide XNNPACK thread pool. Only before the first run:
+        resizing it after a program ran crashed the process (segfault, SIGFPE or abort in
+        `execute`: benchmarks/latency.py with threads 1 and 2; fine with one count), so one
+        process runs one thread count."""
+        from executorch.extension.pybindings import portable_lib
+
+        ran = ExecuTorchRunner.ran_with
+        if ran is not None and ran != self.threads:
+            raise ValueError(f"ExecuTorch already ran with {ran} thread(s) in this process; "
+                             f"its thread pool cannot be resized safely: run {self.threads} "
+                             "thread(s) in another process")  # fmt: skip
+        if portable_lib._threadpool_get_thread_count() != self.threads:
+            portable_lib._unsafe_reset_threadpool(self.threads)
+        ExecuTorchRunner.ran_with = self.threads
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.activate()
+        x = np.ascontiguousarray(x, np.float32)
+        slices = [x[i : i + self.max_batch] for i in range(0, len(x), self.max_batch)]
+        outs = [self.method.execute([torch.from_numpy(s)])[0].numpy() for s in slices]
+        return np.concatenate(outs)
+
+
+class OpenVINORunner(Runner):
+    kind = "openvino"
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import openvino as ov
+
+        super().__init__(threads)
+        self.core = ov.Core()
+        self.model = self.core.read_model(str(path))
+        self.output = "probabilities" if "prob" in self.model.output(0).any_name else "logits"
+        self.requests: dict[tuple[int, ...], Any] = {}
+
+    def _request(self, shape: tuple[int, ...]) -> Any:
+        """An infer request compiled for this input shape (static shapes: folded, faster)."""
+        if shape not in self.requests:
+            model = self.model.clone()
+            model.reshape(list(shape))
+            # no pinning: on a shared CPU, pinned threads wait for their core (Small, batch 1,
+            # 1 thread, 2 busy cores: 10.9 ms pinned, 2.7 ms not)
+            config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY",
+                      "INFERENCE_PRECISION_HINT": "f32", "ENABLE_CPU_PINNING": False}  # fmt: skip
+            compiled = self.core.compile_model(model, "CPU", config)
+            self.requests[shape] = compiled.create_infer_request()
+        return self.requests[shape]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, np.float32)
+        return self._request(x.shape).infer({0: x})[0].copy()
+
+
 def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype: type) -> np.ndarray:
     """Float input as a quantized file's codes (real = (q - zero_point) * scale), rounded as the
     LiteRT kernels this runner runs round a QUANTIZE: halves to even, then the zero point added
@@ -241,6 +329,13 @@ def _file(kind: str, source: ModelOrPath) -> Path:
     return Path(source)
 
 
+def require_extra(name: str) -> None:
+    """One clear error where an optional extra ([executorch], [openvino]) is not installed."""
+    if importlib.util.find_spec(name) is None:
+        raise ValueError(f"{name} is not installed: it comes with the [{name}] extra, "
+                         f"pip install -c constraints.txt -e '.[{name}]'")  # fmt: skip
+
+
 def make_runner(
     kind: str,
     model_or_path: ModelOrPath,
@@ -258,4 +353,11 @@ def make_runner(
         return OnnxRuntimeRunner(_file(kind, model_or_path), threads)
     if kind == "litert":
         return LiteRTRunner(_file(kind, model_or_path), threads)
-    raise ValueError(f"unknown engine {kind!r}: expected one of {', '.join(KINDS)}")
+    if kind in EXTRA_KINDS:
+        require_extra(kind)
+    if kind == "executorch":
+        return ExecuTorchRunner(_file(kind, model_or_path), threads)
+    if kind == "openvino":
+        return OpenVINORunner(_file(kind, model_or_path), threads)
+    known = ", ".join(KINDS + EXTRA_KINDS)
+    raise ValueError(f"unknown engine {kind!r}: expected one of {known}")

@@ -30,6 +30,7 @@ def time_runners(runners: list[Runner], x: np.ndarray, *, warmup: int = 5,
     times: list[list[float]] = [[] for _ in runners]
     for _ in range(iters):
         for runner, samples in zip(runners, times, strict=True):
+            runner.activate()
             start = time.perf_counter()
             runner(x)
             samples.append((time.perf_counter() - start) * 1e3)

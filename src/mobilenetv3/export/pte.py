@@ -1,0 +1,130 @@
+"""ExecuTorch program (.pte): the deployment graph lowered to the XNNPACK delegate.
+
+The deployment graph (`core.deploy`: BatchNorm folded, static TF padding, native hard-swish,
+the SE gate) is traced with `torch.export`, lowered with `to_edge_transform_and_lower` and
+the `XnnpackPartitioner`, and serialized; the file runs in ExecuTorch's runtime
+(`runtime.engines`, kind `executorch`) without this package.
+
+Every op is delegated at a fixed batch. The one that was not is the final global mean:
+XNNPACK takes a mean over H and W only with `keepdim=True`, and the model's head pools to
+[N, C], so that mean ran in ExecuTorch's portable kernels between two delegate calls.
+`_KeepdimPool` pools to [N, C, 1, 1] and flattens, the same numbers in one delegate call.
+With a free batch (`dynamic_batch`) the flatten before the classifier (`view_copy` to a
+symbolic size, and the `sym_size` it reads) stays outside: XNNPACK's reshape takes static
+sizes only. It moves N x C floats, so it costs microseconds, not a kernel. Ops left outside
+the delegate are named by `undelegated_ops`, and the exporter warns with them.
+
+A free batch is bounded: ExecuTorch plans memory for the largest batch (`MAX_BATCH`); the
+runner splits larger batches.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mobilenetv3.atomic import atomic_output
+from mobilenetv3.core.deploy import deploy_graph
+from mobilenetv3.export.check import ExportResult, example_input, max_abs_diff, reference_output
+from mobilenetv3.runtime.engines import PTE_SOFTMAX_MARK, make_runner, require_extra
+
+MAX_BATCH = 32
+# what the lowered graph calls besides the delegate: plumbing, not computation
+_PLUMBING = ("executorch_call_delegate", "getitem")
+
+
+class _KeepdimPool(nn.Module):
+    """features -> head -> mean over H, W kept 4-D (XNNPACK's form) -> flatten -> classifier."""
+
+    def __init__(self, graph: nn.Module) -> None:
+        super().__init__()
+        self.features, self.head, self.classifier = graph.features, graph.head, graph.classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.head(self.features(x)).mean((2, 3), keepdim=True)
+        return self.classifier(torch.flatten(pooled, 1))
+
+
+def pte_graph(model: nn.Module, image_size: tuple[int, int], softmax: bool = False) -> nn.Module:
+    """The deployment graph with the delegate-friendly pool (and a softmax where asked)."""
+    graph = _KeepdimPool(deploy_graph(model, image_size)).eval()
+    return nn.Sequential(graph, nn.Softmax(-1)) if softmax else graph
+
+
+def trace(module: nn.Module, image_size: tuple[int, int],
+          dynamic_batch: bool) -> torch.export.ExportedProgram:  # fmt: skip
+    """`torch.export` with a batch of 2 (a 1 would be specialized) where the batch is free."""
+    x = example_input(image_size, 2 if dynamic_batch else 1)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    dynamic = ({0: batch},) if dynamic_batch else None
+    with torch.no_grad():
+        return torch.export.export(module, (x,), dynamic_shapes=dynamic)
+
+
+def lower(program: torch.export.ExportedProgram, softmax: bool = False) -> Any:
+    """XNNPACK-delegated ExecuTorch program (an `ExecutorchProgramManager`), marked as ending
+    in a softmax where it does; warns naming every op left to ExecuTorch's portable kernels."""
+    require_extra("executorch")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    mark = {PTE_SOFTMAX_MARK: 1} if softmax else None
+    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+                                       constant_methods=mark)  # fmt: skip
+    left = undelegated_ops(edge.exported_program().graph_module)
+    if left:
+        warnings.warn(f"ExecuTorch: not delegated to XNNPACK, run in portable kernels: "
+                      f"{', '.join(left)}", stacklevel=2)  # fmt: skip
+    return edge.to_executorch()
+
+
+def undelegated_ops(graph_module: torch.fx.GraphModule) -> list[str]:
+    """The ops of a lowered graph that run outside the delegate (e.g. `aten.mean.dim`)."""
+    calls = [getattr(node.target, "__name__", str(node.target))
+             for node in graph_module.graph.nodes if node.op == "call_function"]  # fmt: skip
+    return [call for call in calls if not any(p in call for p in _PLUMBING)]
+
+
+def write_pte(program: torch.export.ExportedProgram, path: str | os.PathLike,
+              verify: Callable[[Path], float] | None = None, softmax: bool = False) -> Any:
+    """Lower `program` and write it atomically; `verify` runs on the written file before it
+    takes the name (an exception leaves nothing behind) and its result is returned."""
+    buffer = lower(program, softmax).buffer
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buffer)
+        return verify(tmp) if verify else None
+
+
+def export_pte(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    image_size: tuple[int, int] = (224, 224),
+    dynamic_batch: bool = False,
+    softmax: bool = False,
+    check: bool = True,
+) -> ExportResult:
+    """Write `model` as an XNNPACK-delegated .pte, then run it in ExecuTorch against PyTorch."""
+    image_size = tuple(image_size)
+    program = trace(pte_graph(model, image_size, softmax), image_size, dynamic_batch)
+    batch = 3 if dynamic_batch else 1
+
+    def verify(tmp: Path) -> float:
+        return check_pte(tmp, model, image_size, softmax, batch)
+
+    diff = write_pte(program, path, verify if check else None, softmax)
+    return ExportResult(Path(path), "pte", diff)
+
+
+def check_pte(path: str | os.PathLike, model: nn.Module, image_size: tuple[int, int],
+              softmax: bool, batch: int = 1) -> float:  # fmt: skip
+    """Max abs difference between ExecuTorch on `path` and PyTorch on the same batch."""
+    x = example_input(image_size, batch, seed=1)
+    runner = make_runner("executorch", path, threads=1)
+    return max_abs_diff(runner(x.numpy()), reference_output(model, x, softmax))
