@@ -48,7 +48,7 @@ def test_auto_considers_openvino() -> None:
 
 def test_evaluate_engine_openvino_predicts_as_torch(shared: Path, tmp_path: Path) -> None:
     weights = run_convert(shared / "pretrained" / "v3-small_224_1.0_uint8.tflite",
-                          tmp_path / "small.safetensors")  # fmt: skip
+                          tmp_path / "small.safetensors", dequantize=True)  # fmt: skip
     data = tmp_path / "data"
     data.mkdir()
     for photo in sorted((shared / "images" / "imagenet-samples").iterdir())[:8]:
