@@ -155,3 +155,16 @@ def deploy_graph(model: nn.Module, image_size: tuple[int, int], softmax: bool = 
             elif isinstance(child, layers.SlimHardSigmoid | layers.HardSwish):
                 setattr(parent, name, _deploy_activation(child))
     return nn.Sequential(model, nn.Softmax(-1)) if softmax else model
+
+
+class KeepdimPool(nn.Module):
+    """A deploy graph whose final mean keeps rank 4 ([N, C, 1, 1], then flattened): the form
+    XNNPACK delegates and PT2E quantizes (both want a 4-D mean); the same numbers."""
+
+    def __init__(self, graph: nn.Module) -> None:
+        super().__init__()
+        self.features, self.head, self.classifier = graph.features, graph.head, graph.classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.head(self.features(x)).mean((2, 3), keepdim=True)
+        return self.classifier(torch.flatten(pooled, 1))

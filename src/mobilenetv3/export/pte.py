@@ -8,7 +8,7 @@ the `XnnpackPartitioner`, and serialized; the file runs in ExecuTorch's runtime
 Every op is delegated at a fixed batch. The one that was not is the final global mean:
 XNNPACK takes a mean over H and W only with `keepdim=True`, and the model's head pools to
 [N, C], so that mean ran in ExecuTorch's portable kernels between two delegate calls.
-`_KeepdimPool` pools to [N, C, 1, 1] and flattens, the same numbers in one delegate call.
+`core.deploy.KeepdimPool` pools to [N, C, 1, 1] and flattens, the same numbers in one delegate call.
 With a free batch (`dynamic_batch`) the flatten before the classifier (`view_copy` to a
 symbolic size, and the `sym_size` it reads) stays outside: XNNPACK's reshape takes static
 sizes only. It moves N x C floats, so it costs microseconds, not a kernel. Ops left outside
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from mobilenetv3.atomic import atomic_output
-from mobilenetv3.core.deploy import deploy_graph
+from mobilenetv3.core.deploy import KeepdimPool, deploy_graph
 from mobilenetv3.export.check import ExportResult, example_input, max_abs_diff, reference_output
 from mobilenetv3.runtime.engines import PTE_SOFTMAX_MARK, make_runner, require_extra
 
@@ -39,21 +39,9 @@ MAX_BATCH = 32
 _PLUMBING = ("executorch_call_delegate", "getitem")
 
 
-class _KeepdimPool(nn.Module):
-    """features -> head -> mean over H, W kept 4-D (XNNPACK's form) -> flatten -> classifier."""
-
-    def __init__(self, graph: nn.Module) -> None:
-        super().__init__()
-        self.features, self.head, self.classifier = graph.features, graph.head, graph.classifier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.head(self.features(x)).mean((2, 3), keepdim=True)
-        return self.classifier(torch.flatten(pooled, 1))
-
-
 def pte_graph(model: nn.Module, image_size: tuple[int, int], softmax: bool = False) -> nn.Module:
     """The deployment graph with the delegate-friendly pool (and a softmax where asked)."""
-    graph = _KeepdimPool(deploy_graph(model, image_size)).eval()
+    graph = KeepdimPool(deploy_graph(model, image_size)).eval()
     return nn.Sequential(graph, nn.Softmax(-1)) if softmax else graph
 
 

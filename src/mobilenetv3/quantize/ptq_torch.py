@@ -11,7 +11,7 @@ the representation PT2E produces, weights stored int8: `store_int8`) and exporte
 (`torch.compile`) can lower the Q/DQ patterns to int8 kernels.
 
 The traced graph is the deployment graph (BatchNorm folded, static padding, native
-hard-swish) with FX-traceable padding and SE gate (`_Traceable`).
+hard-swish) with FX-traceable padding and SE gate (`core.deploy.KeepdimPool`).
 
 Measured (96 odd-label sample photos for calibration, top-1 on the 500 even-label ones;
 official uint8 weights): V3-Small 1.0 float 73.0, int8 77.6 (was 58.6 with x86's default
@@ -38,7 +38,7 @@ from torch.ao.quantization import QConfig, QConfigMapping, get_default_qconfig_m
 from torch.ao.quantization.observer import HistogramObserver
 
 from mobilenetv3.atomic import atomic_output
-from mobilenetv3.core.deploy import SlimGate, StaticConv, deploy_graph
+from mobilenetv3.core.deploy import KeepdimPool, SlimGate, StaticConv, deploy_graph
 
 BATCH = 16
 PERCENTILE = 99.999
@@ -89,18 +89,6 @@ def qconfig_mapping(percentile: float = PERCENTILE) -> QConfigMapping:
     return mapping.set_global(QConfig(activation, mapping.global_qconfig.weight))
 
 
-class _Traceable(nn.Module):
-    """features -> head -> global mean (keepdim: quantized mean needs rank 4) -> classifier."""
-
-    def __init__(self, graph: nn.Module) -> None:
-        super().__init__()
-        self.features, self.head, self.classifier = graph.features, graph.head, graph.classifier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.head(self.features(x)).mean((2, 3), keepdim=True)
-        return self.classifier(torch.flatten(pooled, 1))
-
-
 def traceable_graph(model: nn.Module, image_size: tuple[int, int]) -> nn.Module:
     """The deployment graph with every autograd.Function replaced by traceable modules."""
     graph = deploy_graph(model, image_size)
@@ -111,7 +99,7 @@ def traceable_graph(model: nn.Module, image_size: tuple[int, int]) -> nn.Module:
                 setattr(parent, name, nn.Sequential(*pad, child.conv, child.act))
             elif isinstance(child, SlimGate):
                 setattr(parent, name, _Gate())
-    return _Traceable(graph).eval()
+    return KeepdimPool(graph).eval()
 
 
 def calibrate(prepared: nn.Module, images: np.ndarray) -> None:
