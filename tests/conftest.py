@@ -17,20 +17,22 @@ STRICT = os.environ.get("CI", "").lower() == "true"
 # Test files of an optional extra (not in [all]): where the extra is not installed they are
 # not collected, said in the summary; .ci/run's step 3 installs the extras and runs them.
 EXTRA_TESTS = {"test_executorch.py": "executorch", "test_openvino.py": "openvino"}
-_NOT_COLLECTED: list[str] = []
+
+
+def _missing_extra(name: str) -> str | None:
+    extra = EXTRA_TESTS.get(name)
+    return extra if extra is not None and importlib.util.find_spec(extra) is None else None
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    extra = EXTRA_TESTS.get(collection_path.name)
-    if extra is None or importlib.util.find_spec(extra) is not None:
-        return None
-    _NOT_COLLECTED.append(f"{collection_path.name} (the [{extra}] extra is not installed)")
-    return True
+    return True if _missing_extra(collection_path.name) else None
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
-    for line in _NOT_COLLECTED:
-        terminalreporter.write_line(f"not collected: {line}; .ci/run step 3 runs it")
+    for name in EXTRA_TESTS:
+        if extra := _missing_extra(name):
+            terminalreporter.write_line(f"not collected: {name} (the [{extra}] extra is not "
+                                        "installed); .ci/run step 3 runs it")  # fmt: skip
 
 
 @pytest.hookimpl(hookwrapper=True)
