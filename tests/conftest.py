@@ -15,7 +15,7 @@ STRICT = os.environ.get("CI", "").lower() == "true"
 
 
 # Test files of an optional extra (not in [all]): where the extra is not installed they are
-# not collected, said in the summary; .ci/run's step 3 installs the extras and runs them.
+# not collected, said in the summary; .ci/run's step 3 installs [openvino] and runs its tests.
 EXTRA_TESTS = {"test_executorch.py": "executorch", "test_openvino.py": "openvino"}
 
 
@@ -32,7 +32,7 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
     for name in EXTRA_TESTS:
         if extra := _missing_extra(name):
             terminalreporter.write_line(f"not collected: {name} (the [{extra}] extra is not "
-                                        "installed); .ci/run step 3 runs it")  # fmt: skip
+                                        "installed)")  # fmt: skip
 
 
 @pytest.hookimpl(hookwrapper=True)
