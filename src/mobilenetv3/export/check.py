@@ -1,9 +1,9 @@
-"""What every exporter shares: its result, and the check of a written file against PyTorch
-(a reproducible input, PyTorch's output, the max abs difference); `randomize` gives a model
-weights non-trivial enough for such a check to fail when the graph is wrong."""
+"""What every exporter shares: its result, and the check of a written file in its engine
+against PyTorch (a reproducible input, PyTorch's output, the max abs difference)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,3 +43,15 @@ def reference_output(model: nn.Module, x: torch.Tensor, softmax: bool) -> np.nda
     with torch.inference_mode():
         out = model.eval()(x)
     return (out.softmax(-1) if softmax else out).numpy()
+
+
+def engine_difference(engine: str, path: str | os.PathLike, model: nn.Module,
+                      image_size: tuple[int, int], softmax: bool,
+                      batch: int = 1) -> float:  # fmt: skip
+    """Max abs difference between `engine` running the file at `path` and PyTorch on the same
+    reproducible batch: the check after every export to a file engine."""
+    from mobilenetv3.runtime.engines import make_runner
+
+    x = example_input(image_size, batch, seed=1)
+    runner = make_runner(engine, path, threads=1)
+    return max_abs_diff(runner(x.numpy()), reference_output(model, x, softmax))

@@ -21,8 +21,7 @@ from torch import nn
 
 from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core.deploy import deploy_graph
-from mobilenetv3.export.check import ExportResult, example_input, max_abs_diff, reference_output
-from mobilenetv3.runtime.engines import make_runner
+from mobilenetv3.export.check import ExportResult, engine_difference, example_input
 
 OPSET = 17
 
@@ -51,15 +50,6 @@ def export_onnx(
                           output_names=[output], dynamic_axes=axes, opset_version=opset,
                           dynamo=False, do_constant_folding=True)  # fmt: skip
         batch = 2 if dynamic_batch else 1
-        diff = check_onnx(tmp, model, image_size, softmax, batch) if check else None
+        diff = (engine_difference("onnxruntime", tmp, model, image_size, softmax, batch)
+                if check else None)  # fmt: skip
     return ExportResult(Path(path), "onnx", diff)
-
-
-def check_onnx(
-    path: str | os.PathLike, model: nn.Module, image_size: tuple[int, int], softmax: bool,
-    batch: int = 1,
-) -> float:  # fmt: skip
-    """Max abs difference between ONNX Runtime on `path` and PyTorch on the same batch."""
-    x = example_input(image_size, batch, seed=1)
-    runner = make_runner("onnxruntime", path, threads=1)
-    return max_abs_diff(runner(x.numpy()), reference_output(model, x, softmax))

@@ -31,8 +31,8 @@ from torch import nn
 
 from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core.deploy import KeepdimPool, deploy_graph
-from mobilenetv3.export.check import ExportResult, example_input, max_abs_diff, reference_output
-from mobilenetv3.runtime.engines import PTE_SOFTMAX_MARK, make_runner, require_extra
+from mobilenetv3.export.check import ExportResult, engine_difference, example_input
+from mobilenetv3.runtime.engines import PTE_SOFTMAX_MARK, require_extra
 
 MAX_BATCH = 32
 # what the lowered graph calls besides the delegate: plumbing, not computation
@@ -104,15 +104,7 @@ def export_pte(
     batch = 3 if dynamic_batch else 1
 
     def verify(tmp: Path) -> float:
-        return check_pte(tmp, model, image_size, softmax, batch)
+        return engine_difference("executorch", tmp, model, image_size, softmax, batch)
 
     diff = write_pte(program, path, verify if check else None, softmax)
     return ExportResult(Path(path), "pte", diff)
-
-
-def check_pte(path: str | os.PathLike, model: nn.Module, image_size: tuple[int, int],
-              softmax: bool, batch: int = 1) -> float:  # fmt: skip
-    """Max abs difference between ExecuTorch on `path` and PyTorch on the same batch."""
-    x = example_input(image_size, batch, seed=1)
-    runner = make_runner("executorch", path, threads=1)
-    return max_abs_diff(runner(x.numpy()), reference_output(model, x, softmax))

@@ -28,7 +28,7 @@ from torch import nn
 from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core import layers
 from mobilenetv3.core.deploy import fold_batch_norm
-from mobilenetv3.export.check import ExportResult, example_input, max_abs_diff, reference_output
+from mobilenetv3.export.check import ExportResult, engine_difference
 from mobilenetv3.tflite.model import Model
 from mobilenetv3.tflite.writer import serialize
 
@@ -180,8 +180,4 @@ def export_tflite(
 def check_tflite(path: str | os.PathLike, model: nn.Module, image_size: tuple[int, int],
                  softmax: bool, batch: int = 1) -> float:  # fmt: skip
     """Max abs difference between LiteRT on `path` and PyTorch on the same batch."""
-    from mobilenetv3.runtime.engines import make_runner
-
-    x = example_input(image_size, batch, seed=1)
-    runner = make_runner("litert", path, threads=1)
-    return max_abs_diff(runner(x.numpy()), reference_output(model, x, softmax))
+    return engine_difference("litert", path, model, image_size, softmax, batch)
