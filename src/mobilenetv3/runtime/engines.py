@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,11 +132,27 @@ class OnnxRuntimeRunner(Runner):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: not a line per constant its optimizer folds
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
+        first = self.session.get_inputs()[0]
+        self.input = first.name
+        # a file exported without a free batch (export's default) takes exactly that many
+        self.fixed_batch = first.shape[0] if isinstance(first.shape[0], int) else None
         self.output = "probabilities" if "prob" in self.session.get_outputs()[0].name else "logits"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: np.ascontiguousarray(x, np.float32)})[0]
+        run = lambda chunk: self.session.run(None, {self.input: chunk})[0]  # noqa: E731
+        return in_batches_of(self.fixed_batch, np.ascontiguousarray(x, np.float32), run)
+
+
+def in_batches_of(size: int | None, x: np.ndarray,
+                  run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:  # fmt: skip
+    """`run` over `x` in batches of exactly `size` images (the last one filled up with zeros
+    and cut off after), for files exported with a fixed batch; `size` None: in one call."""
+    if size is None or len(x) == size:
+        return run(x)
+    chunks = [x[i : i + size] for i in range(0, len(x), size)]
+    filler = np.zeros((size - len(chunks[-1]), *x.shape[1:]), x.dtype)
+    chunks[-1] = np.concatenate([chunks[-1], filler])
+    return np.concatenate([run(c) for c in chunks])[: len(x)]
 
 
 class LiteRTRunner(Runner):
@@ -299,6 +316,7 @@ class ExportedProgramRunner(Runner):
         if isinstance(program_or_path, str | os.PathLike):
             program = load_program(program_or_path)
         self.module = program.module() if hasattr(program, "module") else program
+        self.fixed_batch = _fixed_batch(self.module)
         if compile:
             self.kind = "torch_compile"
             self.module = torch.compile(self.module, dynamic=False)
@@ -308,8 +326,19 @@ class ExportedProgramRunner(Runner):
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
+        x = np.ascontiguousarray(x, np.float32)
         with torch.no_grad():
-            return self.module(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+            return in_batches_of(self.fixed_batch, x,
+                                 lambda c: self.module(torch.from_numpy(c)).numpy())  # fmt: skip
+
+
+def _fixed_batch(module: nn.Module) -> int | None:
+    """The batch an exported program's input was traced with, unless it was left free."""
+    graph = getattr(module, "graph", None)
+    inputs = [n for n in graph.nodes if n.op == "placeholder"] if graph is not None else []
+    value = inputs[0].meta.get("val") if inputs else None
+    batch = value.shape[0] if value is not None else None
+    return batch if isinstance(batch, int) else None
 
 
 def _torch_runner(kind: str, source: ModelOrPath, threads: int, image_size: tuple[int, int],
