@@ -120,11 +120,15 @@ def test_outputs_are_checked_before_any_work(tmp_path, capsys):
     assert "--format onnx writes a .onnx file" in capsys.readouterr().err
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file, not a folder")
-    for argv in (["evaluate", "data", "--weights", "w", "--json", str(blocker / "r.json")],
-                 ["predict", "x.jpg", "--weights", "w", "--json", str(tmp_path / "r.txt")]):
-        with pytest.raises(SystemExit):
-            main(argv)
-        assert capsys.readouterr().err.count("\n") == 1
+    cases = {str(blocker / "r.json"): "is a file, not a folder",
+             str(blocker / "sub" / "r.json"): "cannot make",
+             str(tmp_path / "r.txt"): "JSON"}  # fmt: skip
+    for path, why in cases.items():
+        for command in (["evaluate", "data"], ["predict", "x.jpg"]):
+            with pytest.raises(SystemExit):
+                main([*command, "--weights", "w", "--json", path])
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and why in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
 
 

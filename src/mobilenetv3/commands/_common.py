@@ -111,11 +111,17 @@ def json_path(value: str) -> str:
 
 
 def writable_path(value: str) -> str:
-    """Checked before any work: the file's folder (its nearest existing one) must be writable."""
+    """Checked before any work: the file's folder is made now (the run would make it anyway)
+    and must be writable, so a long run never ends in an unwritable output."""
     folder = Path(value).absolute().parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
+    if folder.exists() and not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {value}: {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write {value}: cannot make {folder} "
+                                         f"({e.strerror})") from e  # fmt: skip
+    if not os.access(folder, os.W_OK):
         raise argparse.ArgumentTypeError(f"cannot write {value}: {folder} is not a writable folder")
     return value
 
