@@ -29,6 +29,8 @@ from mobilenetv3.commands._common import (
 HELP = ("accuracy on an ImageNet-layout folder, a flat <synset>_x.JPEG folder or a list file; "
         "COCO mAP (--task detection) or Cityscapes mIoU (--task segmentation)")
 TASKS = ("classification", "detection", "segmentation")
+TASK_INPUT = {"detection": ("annotations", "a COCO instances_*.json"),
+              "segmentation": ("masks", "the folder of Cityscapes masks")}  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +91,9 @@ def evaluate_task(args: argparse.Namespace) -> int:
 
     if args.engine not in ("auto", "torch") or args.device not in ("auto", "cpu"):
         raise ValueError(f"--task {args.task} runs in torch on the CPU; drop --engine/--device")
+    flag, what = TASK_INPUT[args.task]
+    if not getattr(args, flag):
+        raise ValueError(f"--task {args.task} needs --{flag} ({what})")
     if args.task == "detection":
         model = load_task_model(args, SSDLite, "detection", "ssdlite_v3_large")
         result = _detection(args, model)
@@ -109,8 +114,6 @@ def _detection(args: argparse.Namespace, model) -> dict:  # model: heads.SSDLite
     from mobilenetv3.data.coco import read_coco
     from mobilenetv3.runtime.evaluate_tasks import evaluate_detection
 
-    if not args.annotations:
-        raise ValueError("--task detection needs --annotations (a COCO instances_*.json)")
     coco = read_coco(args.annotations, args.data, model.num_classes)
     coco = replace(coco, images=coco.images[: args.num_images or None])
     result, found = evaluate_detection(lambda path: detect(model, path, 0.0), coco,
@@ -125,8 +128,6 @@ def _segmentation(args: argparse.Namespace, model) -> dict:  # model: heads.LRAS
     from mobilenetv3.data.cityscapes import TRAIN_NAMES, pair_masks
     from mobilenetv3.runtime.evaluate_tasks import evaluate_segmentation
 
-    if not args.masks:
-        raise ValueError("--task segmentation needs --masks (the folder of Cityscapes masks)")
     if model.num_classes != len(TRAIN_NAMES):
         raise ValueError(f"{args.weights or args.model} predicts {model.num_classes} classes; "
                          f"Cityscapes masks need {len(TRAIN_NAMES)} (its train ids)")  # fmt: skip
