@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from mobilenetv3.data.datasets import ImageDataset, make_loader
+from mobilenetv3.data.datasets import Batch, ImageDataset, make_loader
 from mobilenetv3.data.labels import imagenet_labels
 from mobilenetv3.data.preprocess import SLIM_EVAL, Preprocess
 
 Forward = Callable[[torch.Tensor], torch.Tensor | np.ndarray]
+T = TypeVar("T")
 
 
 def model_preprocess(model: nn.Module) -> Preprocess:
@@ -56,23 +57,37 @@ def evaluate(
     dataset = ImageDataset(samples, preprocess, skip_bad, max_pixels=max_pixels)
     loader = make_loader(dataset, batch_size, workers)
     predictions, targets, skipped = [], [], []
-    start, interrupted = time.perf_counter(), False
-    try:
-        for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
-            skipped += [{"path": bad.path, "error": bad.error} for bad in batch.skipped]
-            if len(batch.labels):
-                scores = torch.as_tensor(np.asarray(forward(batch.images)))
-                predictions.append(scores.topk(min(5, scores.shape[1]), dim=1).indices)
-                targets.append(batch.labels)
-    except KeyboardInterrupt:  # Ctrl-C: the images done so far, marked partial
-        if not predictions:
-            raise
-        interrupted = True
-    seconds = time.perf_counter() - start
+
+    def step(batch: Batch) -> None:
+        skipped.extend({"path": bad.path, "error": bad.error} for bad in batch.skipped)
+        if len(batch.labels):
+            scores = torch.as_tensor(np.asarray(forward(batch.images)))
+            predictions.append(scores.topk(min(5, scores.shape[1]), dim=1).indices)
+            targets.append(batch.labels)
+
+    interrupted, seconds = run_steps(loader, step, unit="batch", progress=progress)
     if not predictions:
         raise ValueError("no image could be evaluated (all were skipped as unreadable)")
     result = summarize(torch.cat(predictions), torch.cat(targets), labels, skipped, seconds)
     return result | {"partial": interrupted}
+
+
+def run_steps(items: Iterable[T], step: Callable[[T], None], *, unit: str,
+              progress: bool = True) -> tuple[bool, float]:  # fmt: skip
+    """`step` on each item under a progress bar, until done or Ctrl-C: (interrupted, seconds).
+
+    Ctrl-C ends the loop so that the caller reports what was done, marked partial; before the
+    first step finished it is re-raised (nothing to report)."""
+    start, done = time.perf_counter(), 0
+    try:
+        for item in tqdm(items, desc="evaluate", unit=unit, disable=not progress):
+            step(item)
+            done += 1
+    except KeyboardInterrupt:
+        if not done:
+            raise
+        return True, time.perf_counter() - start
+    return False, time.perf_counter() - start
 
 
 def summarize(
@@ -94,13 +109,13 @@ def summarize(
     )
     n = len(targets)
     return {
-        "top1": _percent(hit1.float().mean().item()),
-        "top5": _percent(hit5.float().mean().item()),
+        "top1": percent(hit1.float().mean().item()),
+        "top5": percent(hit5.float().mean().item()),
         "images": n,
         "skipped": skipped,
         "seconds": seconds,
         "images_per_s": n / seconds if seconds else None,
-        "per_class_top1": {k: _percent(sum(v) / len(v)) for k, v in sorted(per_class.items())},
+        "per_class_top1": {k: percent(sum(v) / len(v)) for k, v in sorted(per_class.items())},
         "top_confusions": [
             {"true": t, "predicted": p, "count": c} for (t, p), c in confusions.most_common(10)
         ],
@@ -109,6 +124,6 @@ def summarize(
     }
 
 
-def _percent(fraction: float) -> float:
+def percent(fraction: float) -> float:
     """Percent rounded to two decimals, the precision every output shows."""
     return round(100.0 * fraction, 2)
