@@ -52,7 +52,7 @@ def multiclass_nms(boxes: torch.Tensor, scores: torch.Tensor, *, score_threshold
         picked_box.append(torch.where(torch.isfinite(best_score), best, -1))
         picked_score.append(best_score)
         suppressed = iou[best] > iou_threshold  # [C, A]
-        live[suppressed] = float("-inf")
+        live.masked_fill_(suppressed, float("-inf"))
         live.scatter_(1, best[:, None], float("-inf"))
     if not picked_box:
         empty = boxes.new_zeros((0,))
