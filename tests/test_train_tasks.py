@@ -13,6 +13,7 @@ import pytest
 import torch
 from test_train import _assert_identical, _final_state, cli
 
+from mobilenetv3 import create_model
 from mobilenetv3.heads import boxes
 from mobilenetv3.heads.losses import (
     IGNORED,
@@ -179,6 +180,11 @@ def test_a_few_steps_reduce_the_loss(tmp_path: Path, task: str) -> None:
     print(f"{task} loss per epoch {losses}")
     assert result.step == 8
     assert losses[-1] < 0.8 * losses[0]
+    trained = create_model(weights=result.model_path)  # the model, its family from the file
+    assert type(trained).__name__ == {"detection": "SSDLite", "segmentation": "LRASPP"}[task]
+    state = _final_state(result.run_dir)["model"]
+    _assert_identical(dict(trained.state_dict()), state, "model")
+    assert trained.pretrained_info["labels"][-2:] == ["rectangle", "ellipse"]
 
 
 def test_ddp_two_processes_match_one_process_with_twice_the_batch(tmp_path: Path) -> None:
