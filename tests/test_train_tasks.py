@@ -26,7 +26,7 @@ from mobilenetv3.heads.losses import (
     ssd_loss,
 )
 from mobilenetv3.train import load_config, train
-from mobilenetv3.train.config import ConfigError
+from mobilenetv3.train.config import ConfigError, read_file
 from mobilenetv3.train.synthetic import SyntheticShapes
 
 SCALES = (10.0, 10.0, 5.0, 5.0)
@@ -165,7 +165,7 @@ TASKS = {"detection": "ssdlite_v3_small_0.35", "segmentation": "lraspp_v3_small_
 
 def _config(tmp_path: Path, task: str, **overrides: object):
     values = {"task": task, "model": TASKS[task], "data": "synthetic:16",
-              "output": str(tmp_path / task), "image_size": 128, "batch_size": 8,
+              "output": str(tmp_path / task), "image_size": 96, "batch_size": 8,
               "optimizer": "adamw", "lr": 0.003, "lr_reference_batch": None, "eps": 1e-8,
               "schedule": "constant", "ema_decay": 0.0, "weight_decay": 0.0, **FAST}  # fmt: skip
     return load_config(**{**values, **overrides})
@@ -174,12 +174,12 @@ def _config(tmp_path: Path, task: str, **overrides: object):
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_a_few_steps_reduce_the_loss(tmp_path: Path, task: str) -> None:
-    result = train(_config(tmp_path, task, epochs=4))
+    result = train(_config(tmp_path, task, epochs=3))
     records = map(json.loads, (result.run_dir / "log.jsonl").read_text().splitlines())
     losses = [round(r["loss"], 4) for r in records if r["event"] == "epoch"]
     print(f"{task} loss per epoch {losses}")
-    assert result.step == 8
-    assert losses[-1] < 0.8 * losses[0]
+    assert result.step == 6
+    assert losses == sorted(losses, reverse=True) and losses[-1] < 0.85 * losses[0]
     trained = create_model(weights=result.model_path)  # the model, its family from the file
     assert type(trained).__name__ == {"detection": "SSDLite", "segmentation": "LRASPP"}[task]
     state = _final_state(result.run_dir)["model"]
@@ -187,6 +187,7 @@ def test_a_few_steps_reduce_the_loss(tmp_path: Path, task: str) -> None:
     assert trained.pretrained_info["labels"][-2:] == ["rectangle", "ellipse"]
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_ddp_two_processes_match_one_process_with_twice_the_batch(tmp_path: Path) -> None:
     """The SSD loss is divided by the matches of the whole global batch (summed over
     processes), so the two runs compute the same loss and gradients (sync BN, dropout-free)."""
@@ -194,10 +195,11 @@ def test_ddp_two_processes_match_one_process_with_twice_the_batch(tmp_path: Path
               "--image-size", "96", "--max-steps", "2", "--sync-bn", "--no-progress",
               "--set", "log_every=0", "--set", "ema_decay=0", "--set", "lr=0.05",
               "--set", "lr_reference_batch=null", "--set", "plot=false"]  # fmt: skip
-    one = cli(*common, "--output", str(tmp_path / "one"), "--batch-size", "8")
     two = cli(*common, "--output", str(tmp_path / "two"), "--batch-size", "4", torchrun=2)
-    assert one.returncode == 0, one.stderr[-2000:]
     assert two.returncode == 0, two.stderr[-2000:]
+    # one process with twice the batch, in this process, from the two-process run's config
+    saved = read_file(tmp_path / "two" / "config.yaml")
+    train(load_config(**{**saved, "output": str(tmp_path / "one"), "batch_size": 8}))
     a, b = _final_state(tmp_path / "one"), _final_state(tmp_path / "two")
     assert a["step"] == b["step"] == 2
     diff = max((a["model"][k].double() - b["model"][k].double()).abs().max().item()
