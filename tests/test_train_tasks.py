@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,34 @@ def test_ssd_loss_of_one_box_by_hand() -> None:
     localization = (0.125 + 1.5 + 0.0 + 0.5) / 4
     assert terms.normalizer == 1.0 and terms.count == 1.0 and terms.correct == 1.0
     assert terms.total.item() == pytest.approx(localization + classification, rel=1e-6)
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "train_ssd_loss.npz"
+MATCHERS = {"zoo": SSDLoss(),
+            "ignore": SSDLoss(unmatched_threshold=0.4, force_match_for_each_row=False)}  # fmt: skip
+
+
+@pytest.mark.parametrize("matcher", sorted(MATCHERS))
+def test_ssd_matches_and_losses_equal_tf(matcher: str) -> None:
+    """TF's matcher, target assigner and losses run in TensorFlow (tools/fixtures/ssd_loss.py)
+    on 300 random anchors, three images (4 boxes, two of them identical; 6 boxes; none)."""
+    tf = dict(np.load(FIXTURE))
+    loss = MATCHERS[matcher]
+    anchors = torch.from_numpy(tf["anchors"])
+    gt_boxes, gt_classes = torch.from_numpy(tf["gt_boxes"]), torch.from_numpy(tf["gt_classes"])
+    for i, (b, c) in enumerate(zip(gt_boxes, gt_classes, strict=True)):
+        match = argmax_match(boxes.pairwise_iou(b[c > 0], anchors), loss)
+        assert match.tolist() == tf[f"{matcher}_match"][i].tolist(), f"image {i}"
+    raw = {"box_encodings": torch.from_numpy(tf["box_encodings"]), "anchors": anchors,
+           "class_logits": torch.from_numpy(tf["class_logits"])}  # fmt: skip
+    parts = {"localization": replace(loss, classification_weight=0.0),
+             "classification": replace(loss, localization_weight=0.0)}
+    for part, only in parts.items():
+        terms = ssd_loss(raw, gt_boxes, gt_classes, SCALES, only)
+        assert terms.normalizer == tf[f"{matcher}_num_matches"]
+        ours, theirs = terms.total.item() / terms.normalizer, float(tf[f"{matcher}_{part}"])
+        print(f"{matcher} {part}: ours {ours:.7g}, TF {theirs:.7g}")
+        assert ours == pytest.approx(theirs, rel=1e-5)
 
 
 def test_segmentation_loss_skips_the_ignore_label() -> None:

@@ -118,16 +118,16 @@ def ssd_loss(raw: dict[str, torch.Tensor], gt_boxes: torch.Tensor, gt_classes: t
     per_image = [assign_targets(raw["anchors"], b, c, logits.shape[-1] - 1, scales, loss)
                  for b, c in zip(gt_boxes, gt_classes, strict=True)]  # fmt: skip
     target = {key: torch.stack([t[key] for t in per_image]) for key in per_image[0]}
+    matched = target["matched"]
     focal = sigmoid_focal_loss(logits, target["classes"], loss.focal_alpha, loss.focal_gamma)
     classification = (focal * target["class_weights"][..., None]).sum()
     location = smooth_l1(codes, target["codes"], loss.smooth_l1_delta).sum(-1)
-    localization = (location * target["matched"]).sum()
+    localization = (location * matched).sum()
     total = (loss.localization_weight / loss.code_size * localization
              + loss.classification_weight * classification)  # fmt: skip
-    matched = target["matched"]
     right = logits[..., 1:].argmax(-1) + 1 == target["classes"].argmax(-1)
-    return LossTerms(total, float(matched.sum()), float((right & matched).sum()),
-                     float(matched.sum()))  # fmt: skip
+    matches = float(matched.sum())
+    return LossTerms(total, matches, float((right & matched).sum()), matches)
 
 
 def segmentation_loss(decoder_logits: torch.Tensor, labels: torch.Tensor,

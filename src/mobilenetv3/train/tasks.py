@@ -35,20 +35,33 @@ class TaskData:
     preset: pp.Preprocess | None  # evaluation preprocessing saved with a classifier
 
 
-def _set_batchnorm_momentum(model: nn.Module, momentum: float) -> nn.Module:
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum = momentum
-    return model
+def _shard(dataset: Dataset, info: DistInfo) -> Subset:
+    """This process's share of a validation set: every world_size-th item."""
+    return Subset(dataset, range(info.rank, len(dataset), info.world_size))
 
 
 class Task:
-    """The parts of one kind of training, for the run's `config`."""
+    """The parts of one kind of training, for the run's `config`: `data`, `build_model`,
+    `frozen` (the parts --freeze-backbone freezes), `outputs` (the module a step runs),
+    `loss` (`LossTerms` of a batch) and `metadata` (saved with the trained weights)."""
 
     name = ""
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
+
+    def frozen(self, model: nn.Module) -> list[nn.Module]:
+        return [model.backbone]
+
+    def prepared(self, model: nn.Module) -> nn.Module:
+        """`model` with the recipe's BatchNorm momentum, its frozen parts frozen."""
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = self.config.bn_momentum
+        if self.config.freeze_backbone:
+            for part in self.frozen(model):
+                part.requires_grad_(False)
+        return model
 
 
 class Classification(Task):
@@ -64,8 +77,7 @@ class Classification(Task):
                                  seed=config.seed)  # fmt: skip
         val_set = None
         if config.val_data:
-            val = ImageDataset(val_samples(config.val_data, classes), preset)
-            val_set = Subset(val, range(info.rank, len(val), info.world_size))
+            val_set = _shard(ImageDataset(val_samples(config.val_data, classes), preset), info)
         return TaskData(train_set, val_set, classes, preset)
 
     def build_model(self, num_classes: int) -> nn.Module:
@@ -74,10 +86,7 @@ class Classification(Task):
         # training is float: an 8-bit .tflite's weights start it dequantized
         model = create_model(config.model, num_classes=num_classes, weights=config.weights,
                              dropout=config.dropout, dequantize=True)  # fmt: skip
-        if config.freeze_backbone:
-            model.features.requires_grad_(False)
-            model.head.requires_grad_(False)
-        return _set_batchnorm_momentum(model, config.bn_momentum)
+        return self.prepared(model)
 
     def frozen(self, model: nn.Module) -> list[nn.Module]:
         return [model.features, model.head]
@@ -117,17 +126,17 @@ class HeadTask(Task):
 
     def data(self, info: DistInfo) -> TaskData:
         config = self.config
-        sets = []
-        for split, spec in enumerate((config.data, config.val_data)):
-            count = None if spec is None else synthetic_count(spec)
-            if spec is not None and count is None:
-                raise DatasetError(f"{spec}: {self.name} trains on synthetic:N images (shapes "
-                                   "drawn on noise) for now; no folder reader yet")  # fmt: skip
-            sets.append(count and SyntheticShapes(self.name, count, config.image_size,
-                                                  config.seed, split))  # fmt: skip
-        train_set, val = sets
-        val_set = val and Subset(val, range(info.rank, len(val), info.world_size))
-        return TaskData(train_set, val_set, list(self.labels), None)
+        val_set = None
+        if config.val_data:
+            val_set = _shard(self._synthetic(config.val_data, split=1), info)
+        return TaskData(self._synthetic(config.data, split=0), val_set, list(self.labels), None)
+
+    def _synthetic(self, data: str, split: int) -> SyntheticShapes:
+        count = synthetic_count(data)
+        if count is None:
+            raise DatasetError(f"{data}: {self.name} trains on synthetic:N images (shapes drawn "
+                               "on noise) for now; no folder reader yet")  # fmt: skip
+        return SyntheticShapes(self.name, count, self.config.image_size, self.config.seed, split)
 
     def build_model(self, num_classes: int) -> nn.Module:
         """A fresh head model (`--model`, initialized as the config says) or trained weights."""
@@ -142,16 +151,11 @@ class HeadTask(Task):
                               f"{num_classes}")  # fmt: skip
         if config.weights is None:
             self.initialize(model)
-        if config.freeze_backbone:
-            model.backbone.requires_grad_(False)
         self.spec = model.spec  # the loss's settings
-        return _set_batchnorm_momentum(model, config.bn_momentum)
+        return self.prepared(model)
 
     def initialize(self, model: nn.Module) -> None:
         """A fresh model's task-specific initial values (none by default)."""
-
-    def frozen(self, model: nn.Module) -> list[nn.Module]:
-        return [model.backbone]
 
     def metadata(self) -> dict[str, Any]:
         """Saved with the trained weights: the head model's family (its backbone is the
