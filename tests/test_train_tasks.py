@@ -130,15 +130,16 @@ def test_ssd_loss_of_one_box_by_hand() -> None:
     assert terms.total.item() == pytest.approx(localization + classification, rel=1e-6)
 
 
-FIXTURE = Path(__file__).parent / "fixtures" / "train_ssd_loss.npz"
+FIXTURE = Path(__file__).parent / "fixtures" / "train_losses.npz"
 MATCHERS = {"zoo": SSDLoss(),
             "ignore": SSDLoss(unmatched_threshold=0.4, force_match_for_each_row=False)}  # fmt: skip
 
 
 @pytest.mark.parametrize("matcher", sorted(MATCHERS))
 def test_ssd_matches_and_losses_equal_tf(matcher: str) -> None:
-    """TF's matcher, target assigner and losses run in TensorFlow (tools/fixtures/ssd_loss.py)
-    on 300 random anchors, three images (4 boxes, two of them identical; 6 boxes; none)."""
+    """TF's matcher, target assigner and losses run in TensorFlow (tools/fixtures/
+    train_losses.py) on 300 random anchors, three images (4 boxes, two of them identical;
+    6 boxes; none)."""
     tf = dict(np.load(FIXTURE))
     loss = MATCHERS[matcher]
     anchors = torch.from_numpy(tf["anchors"])
@@ -156,6 +157,18 @@ def test_ssd_matches_and_losses_equal_tf(matcher: str) -> None:
         ours, theirs = terms.total.item() / terms.normalizer, float(tf[f"{matcher}_{part}"])
         print(f"{matcher} {part}: ours {ours:.7g}, TF {theirs:.7g}")
         assert ours == pytest.approx(theirs, rel=1e-5)
+
+
+def test_segmentation_loss_equals_deeplab() -> None:
+    """DeepLab's loss in TensorFlow: [2, 3, 9, 13] logits upsampled to 33 x 49 labels, a fifth
+    of the pixels labelled 255."""
+    tf = dict(np.load(FIXTURE))
+    logits = torch.from_numpy(tf["seg_logits"]).permute(0, 3, 1, 2)
+    terms = segmentation_loss(logits, torch.from_numpy(tf["seg_labels"]), 255)
+    ours = terms.total.item() / terms.normalizer
+    print(f"segmentation loss: ours {ours:.7g}, DeepLab {float(tf['seg_loss']):.7g}")
+    assert terms.normalizer == (tf["seg_labels"] != 255).sum()
+    assert ours == pytest.approx(float(tf["seg_loss"]), rel=1e-5)
 
 
 def test_segmentation_loss_skips_the_ignore_label() -> None:
