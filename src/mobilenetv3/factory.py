@@ -87,13 +87,15 @@ def load_pretrained(weights: Any, name: str | None = None, *, num_classes: int =
 
     An 8-bit .tflite is an int8 model, so its weights load as float only with `dequantize`:
     one file is one model whatever runs it (`load_int8` runs the integer graph)."""
-    from mobilenetv3.heads.loading import is_head_model, load_head
+    from mobilenetv3.heads.loading import is_head_model, load_head, load_head_safetensors
     from mobilenetv3.weights import loading
     from mobilenetv3.weights.errors import WeightsError
-    from mobilenetv3.weights.safetensors_io import load_safetensors
+    from mobilenetv3.weights.safetensors_io import load_safetensors, safetensors_metadata
 
     path = loading.existing_weights(weights)
     if path.suffix.lower() == ".safetensors":
+        if "head" in safetensors_metadata(path):  # trained by `train --task`
+            return load_head_safetensors(path, name)
         return load_safetensors(path, name, num_classes=num_classes, dropout=dropout)
     state, meta = loading.read_slim_state(path, use_ema=use_ema)
     if meta.get("quantized") and not dequantize:

@@ -1,4 +1,5 @@
-"""`mobilenetv3 train`: train or fine-tune on an ImageFolder; under torchrun, DDP."""
+"""`mobilenetv3 train`: train or fine-tune a classifier on an ImageFolder, or a detection /
+segmentation head model (`--task`); under torchrun, DDP."""
 
 from __future__ import annotations
 
@@ -19,16 +20,20 @@ from mobilenetv3.commands._common import (
     writable_path,
 )
 
-HELP = "train or fine-tune a model on an ImageFolder dataset (torchrun for several processes)"
+HELP = ("train or fine-tune a classifier on an ImageFolder, or an SSDLite / LR-ASPP model "
+        "(--task), torchrun for several processes")
 
 # flag -> (config key, type, help) for the flags that take a value; a flag overrides --config,
 # which overrides the defaults of `train.config.TrainConfig` (shown in --help)
 VALUE_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "--task": ("task", str, "classification, detection (an ssdlite_* --model) or segmentation "
+                            "(an lraspp_* --model)"),
     "--model": ("model", str, "variant name (default: read from --weights)"),
     "--weights": ("weights", weights_arg,
                   "weights to start from: a file or a downloaded official release's name"),
-    "--data": ("data", str, "training images: an ImageFolder (one sub-folder per class)"),
-    "--val-data": ("val_data", str, "validation ImageFolder, evaluated after each epoch"),
+    "--data": ("data", str, "training images: an ImageFolder (one sub-folder per class); for "
+                            "detection/segmentation synthetic:N (N shape images drawn on noise)"),
+    "--val-data": ("val_data", str, "validation data as --data, evaluated after each epoch"),
     "--output": ("output", writable_path, "run folder: config, checkpoints, model.safetensors"),
     "--num-classes": ("num_classes", positive_int, "classes (default: the class folders)"),
     "--epochs": ("epochs", positive_int, "passes over --data"),
@@ -121,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0
     if result.metrics.get("val_accuracy") is not None:
-        print(f"val top1 {100 * result.metrics['val_accuracy']:.2f}")
+        kind = {"classification": "top1", "detection": "anchor accuracy",
+                "segmentation": "pixel accuracy"}[config.task]  # fmt: skip
+        print(f"val {kind} {100 * result.metrics['val_accuracy']:.2f}")
     print(f"step {result.step}: wrote {result.model_path}")
     return 0

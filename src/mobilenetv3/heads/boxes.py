@@ -1,5 +1,6 @@
-"""Box decoding (TF's FasterRcnnBoxCoder) and the per-class non-maximum suppression of TF
-Object Detection's `batch_multiclass_non_max_suppression`."""
+"""TF's FasterRcnnBoxCoder (encode for training targets, decode for detections), IoU, and the
+per-class non-maximum suppression of TF Object Detection's `batch_multiclass_non_max_suppression`.
+"""
 
 from __future__ import annotations
 
@@ -19,15 +20,45 @@ def decode(codes: torch.Tensor, anchors: torch.Tensor,
     return torch.stack([y - height / 2.0, x - width / 2.0, y + height / 2.0, x + width / 2.0], -1)
 
 
-def pairwise_iou(boxes: torch.Tensor) -> torch.Tensor:
-    """[A, 4] corner boxes -> [A, A] intersection over union (0 where both areas are 0)."""
+# TF's box coder adds this to every height and width before dividing and taking logs
+_EPSILON = 1e-8
+
+
+def encode(boxes: torch.Tensor, anchors: torch.Tensor,
+           scales: tuple[float, float, float, float]) -> torch.Tensor:  # fmt: skip
+    """[..., A, 4] (ymin, xmin, ymax, xmax) boxes on [A, 4] anchors -> codes (ty, tx, th, tw):
+    the inverse of `decode`, as TF's `FasterRcnnBoxCoder._encode` (sizes + 1e-8)."""
+    y_a, x_a, height_a, width_a = _centers_and_sizes(anchors)
+    y, x, height, width = _centers_and_sizes(boxes)
+    height_a, width_a = height_a + _EPSILON, width_a + _EPSILON
+    height, width = height + _EPSILON, width + _EPSILON
+    codes = ((y - y_a) / height_a, (x - x_a) / width_a, torch.log(height / height_a),
+             torch.log(width / width_a))  # fmt: skip
+    return torch.stack([code * scale for code, scale in zip(codes, scales, strict=True)], -1)
+
+
+def _centers_and_sizes(boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """TF's `BoxList.get_center_coordinates_and_sizes`: (y, x, height, width)."""
     ymin, xmin, ymax, xmax = boxes.unbind(-1)
+    height, width = ymax - ymin, xmax - xmin
+    return ymin + height / 2.0, xmin + width / 2.0, height, width
+
+
+def pairwise_iou(boxes: torch.Tensor, others: torch.Tensor | None = None) -> torch.Tensor:
+    """[A, 4] and [B, 4] corner boxes (B = A: `boxes` with themselves) -> [A, B] intersection
+    over union (0 where there is no intersection, as TF's `box_list_ops.iou`)."""
+    others = boxes if others is None else others
+    ymin, xmin, ymax, xmax = boxes.unbind(-1)
+    oymin, oxmin, oymax, oxmax = others.unbind(-1)
     area = (ymax - ymin).clamp(min=0) * (xmax - xmin).clamp(min=0)
-    inter_h = (torch.minimum(ymax[:, None], ymax) - torch.maximum(ymin[:, None], ymin)).clamp(min=0)
-    inter_w = (torch.minimum(xmax[:, None], xmax) - torch.maximum(xmin[:, None], xmin)).clamp(min=0)
+    other_area = (oymax - oymin).clamp(min=0) * (oxmax - oxmin).clamp(min=0)
+    inter_h = (torch.minimum(ymax[:, None], oymax) - torch.maximum(ymin[:, None], oymin)).clamp(
+        min=0)  # fmt: skip
+    inter_w = (torch.minimum(xmax[:, None], oxmax) - torch.maximum(xmin[:, None], oxmin)).clamp(
+        min=0)  # fmt: skip
     inter = inter_h * inter_w
-    union = area[:, None] + area - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+    union = area[:, None] + other_area - inter
+    return torch.where(inter > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
 def multiclass_nms(boxes: torch.Tensor, scores: torch.Tensor, *, score_threshold: float,

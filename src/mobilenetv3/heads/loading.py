@@ -4,16 +4,19 @@ the variables' names and shapes, then loaded through the slim name map."""
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from mobilenetv3.core.naming import slim_names, slim_shape
+from mobilenetv3.core.specs import Variant
 from mobilenetv3.heads import build
 from mobilenetv3.heads.lraspp import LRASPP
 from mobilenetv3.heads.specs import HEADS, SSDLiteSpec, parse_name
 from mobilenetv3.heads.ssdlite import SSDLite
 from mobilenetv3.weights.loading import WeightsError, load_slim_state, slim_state_shapes
+from mobilenetv3.weights.safetensors_io import read_model, safetensors_metadata
 
 _MULTIPLIERS = (0.25, 0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 _DETECTION_BIASES = "BoxPredictor_0/ClassPredictor/biases"
@@ -89,3 +92,19 @@ def load_head(state: dict[str, np.ndarray], source: str, name: str | None = None
     model.load_report = load_slim_state(model, state, source=source)  # type: ignore[arg-type]
     model.pretrained_info = {"source": source, "format": "tf_checkpoint"}
     return model.eval()
+
+
+def load_head_safetensors(path: Path, name: str | None = None) -> SSDLite | LRASPP:
+    """A head model trained here (`train --task`): the family is the metadata's `head`, the
+    depth multiplier its backbone variant's."""
+    family = safetensors_metadata(path).get("head")
+    if family not in HEADS:
+        raise WeightsError(f"{path}: metadata head {family!r} is not one of {', '.join(HEADS)}")
+
+    def make(variant: Variant, classes: int) -> SSDLite | LRASPP:
+        if name is not None and parse_name(name) != (family, variant.depth_multiplier):
+            raise WeightsError(f"{path} holds {family}_{variant.depth_multiplier:g} weights, "
+                               f"not {name}")  # fmt: skip
+        return build(family, num_classes=classes, depth_multiplier=variant.depth_multiplier)
+
+    return read_model(path, make)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from mobilenetv3.core.specs import multiplier_of
 from mobilenetv3.heads.anchors import SSDAnchors
+from mobilenetv3.heads.losses import SSDLoss
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class SSDLiteSpec:
     box_scales: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)  # y, x, h, w
     anchors: SSDAnchors = SSDAnchors()
     nms: NMS = NMS()
+    loss: SSDLoss = SSDLoss()  # training: matcher, focal + smooth L1
+    class_bias_init: float = -4.6  # class_prediction_bias_init: a fresh model's class biases
     input_size: int = 320  # the configs' fixed_shape_resizer
     scope: str = "FeatureExtractor"  # SSD's variable scope around backbone and extra layers
 
@@ -78,6 +81,7 @@ class LRASPPSpec:
     pooling_crop: tuple[int, int] = (769, 769)  # image_pooling_crop_size
     pooling_stride: tuple[int, int] = (4, 5)  # image_pooling_stride
     batch_norm_eps: float = 1e-5  # DeepLab's head; the backbone keeps slim's 1e-3
+    ignore_label: int = 255  # training: label pixels the loss skips
 
 
 LRASPP: dict[str, LRASPPSpec] = {

@@ -1,8 +1,9 @@
 """Training and fine-tuning: `train(load_config(...))` or `mobilenetv3 train ...`.
 
-Modules: `config` (every hyperparameter), `data` (ImageFolder, augmentation, resumable sampler),
-`optim` (TF-style RMSProp, weight-decay groups, lr schedule), `ema`, `checkpoint`,
-`distributed` (torchrun, CPU SyncBatchNorm), `loop` (the loop itself).
+Modules: `config` (every hyperparameter), `tasks` (classification, detection, segmentation:
+model, data, loss), `data` (ImageFolder, augmentation, resumable sampler), `synthetic` (shapes
+on noise for the heads), `optim` (TF-style RMSProp, weight-decay groups, lr schedule), `ema`,
+`checkpoint`, `distributed` (torchrun, CPU SyncBatchNorm), `loop` (the loop itself).
 """
 
 from mobilenetv3.train.config import ConfigError, TrainConfig, bundled_config, load_config

@@ -19,6 +19,7 @@ OPTIMIZERS = ("rmsprop_tf", "rmsprop", "sgd", "adamw")
 SCHEDULES = ("exponential", "cosine", "constant")
 AUGMENTS = ("inception", "randaugment", "none")
 AMP = ("none", "bf16")
+TASKS = ("classification", "detection", "segmentation")
 
 
 class ConfigError(ValueError):
@@ -30,6 +31,7 @@ class TrainConfig:
     """Defaults are the original recipe (see configs/slim_original.yaml for sources)."""
 
     # model and data
+    task: str = "classification"  # detection: SSDLite models, segmentation: LR-ASPP models
     model: str | None = None  # None: inferred from `weights`
     weights: str | None = None
     data: str | None = None
@@ -91,7 +93,8 @@ class TrainConfig:
     plot: bool = True
 
     def validate(self) -> TrainConfig:
-        choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "augment": AUGMENTS, "amp": AMP}
+        choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "augment": AUGMENTS, "amp": AMP,
+                   "task": TASKS}  # fmt: skip
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {allowed}")
@@ -105,7 +108,18 @@ class TrainConfig:
             raise ConfigError("give a model name (--model) or weights to infer it from")
         if self.qat and self.freeze_backbone:
             raise ConfigError("qat trains the whole fake-quantized graph: drop freeze_backbone")
+        self._check_task()
+        if self.qat and self.task != "classification":
+            raise ConfigError(f"qat fine-tunes classifiers only, not task {self.task}")
         return self
+
+    def _check_task(self) -> None:
+        from mobilenetv3.heads.specs import parse_name
+
+        if self.model and (self.task == "classification") == (parse_name(self.model) is not None):
+            raise ConfigError(f"model {self.model} does not fit task {self.task}: classification "
+                              "trains MobileNet variants, detection ssdlite_* models, "
+                              "segmentation lraspp_* models (--task)")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

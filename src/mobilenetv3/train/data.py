@@ -12,6 +12,7 @@ import math
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +41,23 @@ def list_image_folder(root: str | Path) -> tuple[list[Sample], list[str]]:
         raise DatasetError(f"{root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
                            f"{classes[:5]}")  # fmt: skip
     return samples, classes
+
+
+def val_samples(root: str, classes: list[str]) -> list[tuple[str, int]]:
+    """Validation images labelled by the training class of their folder name."""
+    samples, val_classes = list_image_folder(root)
+    unknown = sorted(set(val_classes) - set(classes))
+    if unknown:
+        raise DatasetError(f"validation classes not in the training data: {unknown[:5]}")
+    index = {name: classes.index(name) for name in val_classes}
+    return [(path, index[val_classes[label]]) for path, label in samples]
+
+
+def to_device(target: Any, device: torch.device) -> Any:
+    """A batch's targets (a tensor, or a dict of them) on `device`."""
+    if isinstance(target, dict):
+        return {k: to_device(v, device) for k, v in target.items()}
+    return target.to(device, non_blocking=True)
 
 
 def to_unit_float(arr: np.ndarray) -> torch.Tensor:

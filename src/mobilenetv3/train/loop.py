@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader
 
-from mobilenetv3.core.model import MobileNet
 from mobilenetv3.train.config import TrainConfig
 from mobilenetv3.train.curves import plot_curves
+from mobilenetv3.train.data import to_device
 from mobilenetv3.train.distributed import all_reduce_sum, barrier, cleanup, init_distributed
 from mobilenetv3.train.optim import base_lr
 from mobilenetv3.train.resume import Resumable
@@ -48,12 +48,11 @@ def train(config: TrainConfig, resume: bool | str | Path = False) -> TrainResult
         cleanup()
 
 
-def set_train_mode(model: MobileNet, freeze_backbone: bool) -> None:
+def set_train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
     """Train mode, except frozen parts: their BatchNorm keeps its statistics (eval mode)."""
     model.train()
-    if freeze_backbone:
-        model.features.eval()
-        model.head.eval()
+    for part in frozen:
+        part.eval()
 
 
 class Trainer(RunSetup, Resumable):
@@ -87,22 +86,25 @@ class Trainer(RunSetup, Resumable):
                           num_workers=self.c.num_workers, generator=gen,
                           pin_memory=self.info.device.type == "cuda")  # fmt: skip
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+    def train_step(self, images: torch.Tensor, target: Any) -> None:
         dev = self.info.device
-        images, labels = images.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
+        images, target = images.to(dev, non_blocking=True), to_device(target, dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.c.amp == "bf16"):
-            logits = self.ddp(images)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.c.label_smoothing)
+            outputs = self.ddp(images)
+        terms = self.task.loss(outputs, target, training=True)
+        # the divisor of every process's batch together: N processes' averaged gradients are
+        # those of one process with the N batches
+        normalizer = max(all_reduce_sum([terms.normalizer], self.info)[0], 1.0)
+        loss = terms.total * (self.info.world_size / normalizer)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
         if self.ema:
             self.ema.update(self.model)
-        n = labels.numel()
-        correct = (logits.argmax(1) == labels).sum().item()
-        self.meters = [self.meters[0] + loss.item() * n, self.meters[1] + correct,
-                       self.meters[2] + n]  # fmt: skip
+        n = images.shape[0]
+        self.meters = [self.meters[0] + loss.item() * n, self.meters[1] + n,
+                       self.meters[2] + terms.correct, self.meters[3] + terms.count]  # fmt: skip
         self.step += 1
         self.batch += 1
 
@@ -110,12 +112,12 @@ class Trainer(RunSetup, Resumable):
         return self.c.max_steps is not None and self.step >= self.c.max_steps
 
     def train_epoch(self) -> None:
-        set_train_mode(self.model, self.c.freeze_backbone)
+        set_train_mode(self.model, self.task.frozen(self.model) if self.c.freeze_backbone else [])
         bar, tick, tick_step = self._progress(), time.perf_counter(), self.step
         for images, labels, _ in self._loader():
             self.train_step(images, labels)
             if bar is not None:  # the epoch's running mean loss on this process
-                bar.set_postfix(loss=f"{self.meters[0] / max(self.meters[2], 1):.4f}")
+                bar.set_postfix(loss=f"{self.meters[0] / max(self.meters[1], 1):.4f}")
                 bar.update(1)
             if self.c.log_every and self.step % self.c.log_every == 0:
                 self._log_interval(time.perf_counter() - tick, self.step - tick_step)
@@ -128,26 +130,28 @@ class Trainer(RunSetup, Resumable):
         if bar is not None:
             bar.close()
 
+    def _means(self) -> dict[str, float]:
+        """The epoch's mean loss (per input, over every process) and accuracy so far."""
+        loss, inputs, correct, count = all_reduce_sum(self.meters, self.info)
+        return {"loss": loss / max(inputs, 1),
+                "accuracy": correct / max(count, 1)}
+
     def _log_interval(self, seconds: float, steps: int) -> None:
-        loss, correct, count = all_reduce_sum(self.meters, self.info)
-        self.log({"event": "train", "epoch": self.epoch, "step": self.step,
-                  "loss": loss / max(count, 1), "accuracy": correct / max(count, 1),
+        self.log({"event": "train", "epoch": self.epoch, "step": self.step, **self._means(),
                   "lr": self.optimizer.param_groups[0]["lr"],
                   "images_per_s": steps * self.global_batch / max(seconds, 1e-9)})  # fmt: skip
 
     def end_epoch(self, seconds: float) -> dict[str, Any]:
-        loss, correct, count = all_reduce_sum(self.meters, self.info)
-        record = {"event": "epoch", "epoch": self.epoch, "step": self.step,
-                  "loss": loss / max(count, 1), "accuracy": correct / max(count, 1),
+        record = {"event": "epoch", "epoch": self.epoch, "step": self.step, **self._means(),
                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds,
                   "partial": self.batch < self.steps_per_epoch}  # fmt: skip
         if self.batch >= self.steps_per_epoch:
-            self.epoch, self.batch, self.meters = self.epoch + 1, 0, [0.0, 0.0, 0.0]
+            self.epoch, self.batch, self.meters = self.epoch + 1, 0, [0.0] * 4
         self.save()
         if self.val_set is not None:
             model = self.ema.module if self.ema else self.model
-            model = ClassifierOnly(model) if self.cached else model
-            record.update(evaluate_model(model, self.val_set, self.c, self.info))
+            module = ClassifierOnly(model) if self.cached else self.task.outputs(model)
+            record.update(evaluate_model(module, self.task, self.val_set, self.info))
         self.log(record)
         return record
 
@@ -178,7 +182,7 @@ class Trainer(RunSetup, Resumable):
                 save_qat(final, path, self._example(), self.float_model)
             else:
                 save_safetensors(final, path, extra={"labels": self.classes,
-                                                     "preprocess": self.preset.to_dict()})
+                                                     **self.task.metadata()})
             if self.c.plot:
                 plot_curves(self.run_dir / "log.jsonl", self.run_dir / "curves.png")
         barrier(self.info)

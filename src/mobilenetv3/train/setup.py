@@ -1,7 +1,7 @@
 """What one training run is made of: its data, model, EMA, optimiser and schedule.
 
-`RunSetup` builds them from the config; `loop.Trainer` extends it with the steps and epochs
-that use them. `build_model` is the model part alone.
+`RunSetup` builds them from the config and its task (`tasks`: classification, detection,
+segmentation); `loop.Trainer` extends it with the steps and epochs that use them.
 """
 
 from __future__ import annotations
@@ -11,31 +11,16 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Subset
+from torch.utils.data import Dataset
 
-from mobilenetv3.core.model import MobileNet
-from mobilenetv3.data.datasets import DatasetError, ImageDataset
-from mobilenetv3.factory import create_model
+from mobilenetv3.data.datasets import DatasetError
 from mobilenetv3.train.config import ConfigError, TrainConfig
-from mobilenetv3.train.data import ResumableSampler, TrainTransform, eval_preset, list_image_folder
+from mobilenetv3.train.data import ResumableSampler
 from mobilenetv3.train.distributed import DistInfo, convert_sync_batchnorm, seed_everything
 from mobilenetv3.train.ema import ModelEMA
 from mobilenetv3.train.optim import build_optimizer, build_scheduler
-from mobilenetv3.train.validation import ClassifierOnly, cache_features, val_samples
-
-
-def build_model(config: TrainConfig, num_classes: int) -> MobileNet:
-    """Fresh or pretrained model with a `num_classes` head, the recipe's dropout and BN momentum."""
-    # training is float: an 8-bit .tflite's weights start it dequantized
-    model = create_model(config.model, num_classes=num_classes, weights=config.weights,
-                         dropout=config.dropout, dequantize=True)  # fmt: skip
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum = config.bn_momentum
-    if config.freeze_backbone:
-        model.features.requires_grad_(False)
-        model.head.requires_grad_(False)
-    return model
+from mobilenetv3.train.tasks import make_task
+from mobilenetv3.train.validation import ClassifierOnly, cache_features
 
 
 class RunSetup:
@@ -43,37 +28,34 @@ class RunSetup:
 
     def __init__(self, config: TrainConfig, info: DistInfo) -> None:
         self.c, self.info = config, info
+        self.task = make_task(config)
         self.run_dir = Path(config.output)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        samples, self.classes = list_image_folder(config.data)
+        data = self.task.data(info)
+        self.classes, self.preset = data.labels, data.preset
         self.num_classes = config.num_classes or len(self.classes)
         if self.num_classes < len(self.classes):
-            raise ConfigError(f"num_classes {self.num_classes} < {len(self.classes)} class folders")
-        self.preset = eval_preset(config)
+            raise ConfigError(f"num_classes {self.num_classes} < {len(self.classes)} classes "
+                              "in the data")  # fmt: skip
         seed_everything(config.seed, info.rank)
-        self._build_data(samples)
+        self._build_data(data.train_set, data.val_set)
         self._build_model()
         self._wrap_model()
         self.epoch, self.batch, self.step = 0, 0, 0
-        self.meters = [0.0, 0.0, 0.0]  # loss sum, correct, images (this rank, this epoch)
+        self.meters = [0.0, 0.0, 0.0, 0.0]  # loss x inputs, inputs, correct, counted (this rank)
 
-    def _build_data(self, samples: list[tuple[str, int]]) -> None:
+    def _build_data(self, train_set: Dataset, val_set: Dataset | None) -> None:
         c, info = self.c, self.info
-        self.train_set = ImageDataset(samples, self.preset, transform=TrainTransform(c),
-                                      seed=c.seed)  # fmt: skip
+        self.train_set, self.val_set = train_set, val_set
         self.sampler = ResumableSampler(self.train_set, info.world_size, info.rank, c.seed)
         self.steps_per_epoch = self.sampler.num_samples // c.batch_size
         if self.steps_per_epoch == 0:
-            raise DatasetError(f"{len(samples)} images over {info.world_size} process(es) do not "
-                               f"fill one batch of {c.batch_size}")  # fmt: skip
-        self.val_set = None
-        if c.val_data:
-            val = ImageDataset(val_samples(c.val_data, self.classes), self.preset)
-            self.val_set = Subset(val, range(info.rank, len(val), info.world_size))
+            raise DatasetError(f"{len(train_set)} images over {info.world_size} process(es) do "
+                               f"not fill one batch of {c.batch_size}")  # fmt: skip
 
     def _build_model(self) -> None:
         c, info = self.c, self.info
-        self.model = build_model(c, self.num_classes).to(info.device)
+        self.model = self.task.build_model(self.num_classes).to(info.device)
         if c.qat:
             from mobilenetv3.quantize.qat import prepare_qat
 
@@ -86,9 +68,10 @@ class RunSetup:
     def _wrap_model(self) -> None:
         """The module a step runs (under DDP when distributed), its optimiser and schedule."""
         c, info = self.c, self.info
-        self.ddp: nn.Module = self.model
+        self.ddp: nn.Module = self.task.outputs(self.model)
         self.cached = False
-        if c.freeze_backbone and c.augment == "none" and c.cache_features:
+        if c.task == "classification" and c.freeze_backbone and c.augment == "none" and (
+                c.cache_features):  # fmt: skip
             # Why: a frozen backbone on unaugmented images gives the same features every epoch.
             self.train_set, self.val_set = cache_features(self.model, self.train_set,
                                                           self.val_set, c, info)  # fmt: skip

@@ -1,9 +1,9 @@
 """Validation during training, and the frozen-backbone shortcut.
 
-`evaluate_model` gives loss and top-1 on the validation images (each rank its share, summed
-over ranks). With a frozen backbone and no augmentation the backbone's features are the same
-every epoch, so `cache_features` computes them once and training runs only the classifier on
-them (`FrozenFeatures`, `ClassifierOnly`).
+`evaluate_model` gives the task's loss and accuracy on the validation data (each rank its
+share, summed over ranks). With a frozen backbone and no augmentation a classifier's backbone
+features are the same every epoch, so `cache_features` computes them once and training runs
+only the classifier on them (`FrozenFeatures`, `ClassifierOnly`).
 """
 
 from __future__ import annotations
@@ -11,25 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from mobilenetv3.core.model import MobileNet
-from mobilenetv3.data.datasets import DatasetError, ImageDataset
+from mobilenetv3.data.datasets import ImageDataset
 from mobilenetv3.train.config import TrainConfig
-from mobilenetv3.train.data import list_image_folder
+from mobilenetv3.train.data import to_device
 from mobilenetv3.train.distributed import DistInfo, all_reduce_sum, gather_objects
-
-
-def val_samples(root: str, classes: list[str]) -> list[tuple[str, int]]:
-    """Validation images labelled by the training class of their folder name."""
-    samples, val_classes = list_image_folder(root)
-    unknown = sorted(set(val_classes) - set(classes))
-    if unknown:
-        raise DatasetError(f"validation classes not in the training data: {unknown[:5]}")
-    index = {name: classes.index(name) for name in val_classes}
-    return [(path, index[val_classes[label]]) for path, label in samples]
+from mobilenetv3.train.tasks import Task
 
 
 class FrozenFeatures(Dataset):
@@ -90,21 +80,22 @@ def cache_features(model: MobileNet, train_set: ImageDataset, val_set: Subset | 
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Module, val_set: Dataset, config: TrainConfig,
+def evaluate_model(module: nn.Module, task: Task, val_set: Dataset,
                    info: DistInfo) -> dict[str, Any]:  # fmt: skip
-    """Loss and top-1 of `model` on this rank's `val_set`, summed over ranks."""
-    was_training = model.training
-    model.eval()
-    sums = [0.0, 0.0, 0.0]
-    for images, labels, _ in DataLoader(val_set, config.batch_size,
+    """The task's loss (without label smoothing) and accuracy of `module` on this rank's
+    `val_set`, summed over ranks."""
+    config = task.config
+    was_training = module.training
+    module.eval()
+    sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss, its divisor, correct, counted, inputs
+    for images, target, _ in DataLoader(val_set, config.batch_size,
                                         num_workers=config.num_workers):  # fmt: skip
-        images, labels = images.to(info.device), labels.to(info.device)
+        images, target = images.to(info.device), to_device(target, info.device)
         with torch.autocast(info.device.type, torch.bfloat16, enabled=config.amp == "bf16"):
-            logits = model(images).float()
-        sums[0] += F.cross_entropy(logits, labels, reduction="sum").item()
-        sums[1] += (logits.argmax(1) == labels).sum().item()
-        sums[2] += labels.numel()
-    model.train(was_training)
-    loss, correct, count = all_reduce_sum(sums, info)
-    return {"val_loss": loss / max(count, 1), "val_accuracy": correct / max(count, 1),
-            "val_images": int(count)}  # fmt: skip
+            terms = task.loss(module(images), target, training=False)
+        sums = [a + b for a, b in zip(sums, [terms.total.item(), terms.normalizer, terms.correct,
+                                             terms.count, images.shape[0]], strict=True)]
+    module.train(was_training)
+    loss, normalizer, correct, count, inputs = all_reduce_sum(sums, info)
+    return {"val_loss": loss / max(normalizer, 1), "val_accuracy": correct / max(count, 1),
+            "val_images": int(inputs)}  # fmt: skip

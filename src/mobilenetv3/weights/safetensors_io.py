@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core import specs
@@ -27,7 +29,8 @@ from mobilenetv3.core.model import MobileNet
 from mobilenetv3.data.preprocess import Preprocess
 from mobilenetv3.weights.errors import WeightsError
 
-__all__ = ["load_safetensors", "safetensors_metadata", "save_safetensors", "tensor_digest"]
+__all__ = ["load_safetensors", "read_model", "safetensors_metadata", "save_safetensors",
+           "tensor_digest"]
 
 SAFETENSORS_FORMAT = "mobilenetv3"
 _PLAIN = ("format", "sha256")  # stored as text; every other value is JSON
@@ -51,8 +54,9 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_safetensors(model: MobileNet, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Weights + variant (+ preprocessing, labels in `extra`) in one file, written atomically."""
+def save_safetensors(model: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Weights + variant (+ preprocessing, labels, a head model's `head` family in `extra`) of
+    a classifier or head model (its backbone's variant) in one file, written atomically."""
     path = Path(path)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     meta = {
@@ -154,7 +158,7 @@ def _checked_variant(path: Path, meta: dict[str, Any]) -> specs.Variant:
     return variant
 
 
-def _check_names_and_shapes(path: Path, model: MobileNet, shapes: dict) -> None:
+def _check_names_and_shapes(path: Path, model: nn.Module, shapes: dict) -> None:
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing, extra = sorted(set(want) - set(shapes)), sorted(set(shapes) - set(want))
     wrong = sorted(k for k in set(want) & set(shapes) if want[k] != shapes[k])
@@ -182,20 +186,31 @@ def _tensors(path: Path, digest: str | None) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_safetensors(
-    path: Path, name: str | None = None, *, num_classes: int = 1001, dropout: float | None = None
-) -> MobileNet:
-    """The model of a mobilenetv3 `.safetensors` file, every part checked before use."""
+def read_model(path: Path, build: Callable[[specs.Variant, int], nn.Module]) -> nn.Module:
+    """`build(variant, num_classes)` for the file's metadata, with the file's tensors, every
+    part checked before use: a classifier here, a head model in `heads.loading`."""
     raw, shapes = _header(path)
     meta = _decode(path, raw)
     variant, stored = _checked_variant(path, meta), meta["num_classes"]
-    if name is not None and specs.parse_variant(name) != variant:
-        raise WeightsError(f"{path} holds {variant.name} weights, not {name}")
     with torch.device("meta"):
-        _check_names_and_shapes(path, MobileNet(variant, num_classes=stored), shapes)
-    model = MobileNet(variant, num_classes=stored, dropout=dropout)
+        _check_names_and_shapes(path, build(variant, stored), shapes)
+    model = build(variant, stored)
     model.load_state_dict(_tensors(path, meta.get("sha256")))
-    if num_classes not in (1001, stored):
-        model.reset_classifier(num_classes)
     model.pretrained_info = {"source": str(path), "format": "safetensors", **meta}
     return model.eval()
+
+
+def load_safetensors(
+    path: Path, name: str | None = None, *, num_classes: int = 1001, dropout: float | None = None
+) -> MobileNet:
+    """The classifier of a mobilenetv3 `.safetensors` file, every part checked before use."""
+
+    def build(variant: specs.Variant, stored: int) -> MobileNet:
+        if name is not None and specs.parse_variant(name) != variant:
+            raise WeightsError(f"{path} holds {variant.name} weights, not {name}")
+        return MobileNet(variant, num_classes=stored, dropout=dropout)
+
+    model = read_model(path, build)
+    if num_classes not in (1001, model.num_classes):
+        model.reset_classifier(num_classes)
+    return model

@@ -1,0 +1,274 @@
+"""Training detection and segmentation heads: TF's losses and matcher on cases computed here by
+hand or from the formulas of TF's documentation, then the trainer's mechanics on synthetic
+shapes (loss goes down, two processes equal one, resume is bitwise identical)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_train import _assert_identical, _final_state, cli
+
+from mobilenetv3 import create_model
+from mobilenetv3.heads import boxes
+from mobilenetv3.heads.losses import (
+    IGNORED,
+    UNMATCHED,
+    SSDLoss,
+    argmax_match,
+    segmentation_loss,
+    sigmoid_focal_loss,
+    smooth_l1,
+    ssd_loss,
+)
+from mobilenetv3.train import load_config, train
+from mobilenetv3.train.config import ConfigError, read_file
+from mobilenetv3.train.synthetic import SyntheticShapes
+
+SCALES = (10.0, 10.0, 5.0, 5.0)
+FAST = {"log_every": 0, "plot": False, "progress": False}
+
+# -- box coder -----------------------------------------------------------------------------------
+
+
+def test_encode_of_a_box_on_its_anchor() -> None:
+    """A box half the anchor's size, same centre: ty = tx = 0, th = tw = 5 ln(1/2)."""
+    anchor = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    code = boxes.encode(torch.tensor([[0.25, 0.25, 0.75, 0.75]]), anchor, SCALES)
+    expected = [0.0, 0.0, 5 * math.log(0.5), 5 * math.log(0.5)]
+    assert torch.allclose(code, torch.tensor([expected]), atol=1e-6)
+    shifted = boxes.encode(torch.tensor([[0.5, 0.0, 1.5, 1.0]]), anchor, SCALES)
+    assert torch.allclose(shifted, torch.tensor([[10 * 0.5, 0.0, 0.0, 0.0]]), atol=1e-5)
+
+
+def test_encode_inverts_decode() -> None:
+    gen = torch.Generator().manual_seed(0)
+    centre, size = torch.rand(50, 2, generator=gen), 0.05 + 0.5 * torch.rand(50, 2, generator=gen)
+    anchors = torch.cat([centre - size / 2, centre + size / 2], 1)
+    codes = torch.randn(3, 50, 4, generator=gen)
+    again = boxes.encode(boxes.decode(codes, anchors, SCALES), anchors, SCALES)
+    error = (again - codes).abs().max().item()
+    print(f"encode(decode(x)) - x: {error:.3g}")
+    assert error < 2e-5
+
+
+# -- matcher -------------------------------------------------------------------------------------
+
+
+def test_argmax_matcher_thresholds_and_forced_matches() -> None:
+    """Rows: boxes, columns: anchors (IoU). 0.5/0.5, force_match_for_each_row (the configs)."""
+    loss = SSDLoss()
+    sim = torch.tensor([[0.2, 0.1, 0.0, 0.6], [0.0, 0.3, 0.7, 0.1]])
+    # anchors 0 and 1 below 0.5; anchor 2 to box 1 (0.7), anchor 3 to box 0 (0.6): each box's
+    # best anchor is matched already, so forcing changes nothing
+    assert argmax_match(sim, loss).tolist() == [UNMATCHED, UNMATCHED, 1, 0]
+    sim = torch.tensor([[0.2, 0.1, 0.0], [0.0, 0.3, 0.45]])
+    # box 0 forced onto anchor 0, box 1 onto anchor 2, both below 0.5
+    assert argmax_match(sim, loss).tolist() == [0, UNMATCHED, 1]
+    # two boxes whose best anchor is the same: TF gives it to the first (argmax of a one-hot
+    # column); the second box then has no anchor at all
+    sim = torch.tensor([[0.6, 0.3, 0.1], [0.55, 0.2, 0.45]])
+    assert argmax_match(sim, loss).tolist() == [0, UNMATCHED, UNMATCHED]
+    assert argmax_match(torch.zeros(0, 3), loss).tolist() == [UNMATCHED] * 3
+
+
+def test_argmax_matcher_ignores_between_the_thresholds() -> None:
+    loss = SSDLoss(matched_threshold=0.5, unmatched_threshold=0.4, force_match_for_each_row=False)
+    sim = torch.tensor([[0.45, 0.6, 0.3, 0.5, 0.4]])
+    assert argmax_match(sim, loss).tolist() == [IGNORED, 0, UNMATCHED, 0, IGNORED]
+
+
+# -- losses --------------------------------------------------------------------------------------
+
+
+def test_focal_loss_by_hand_and_by_the_paper_formula() -> None:
+    """At logit 0 (p = 1/2): alpha_t (1/2)^2 ln 2; in general -alpha_t (1 - p_t)^gamma ln p_t
+    (Lin et al., as TF's SigmoidFocalClassificationLoss documents it)."""
+    half = sigmoid_focal_loss(torch.zeros(2), torch.tensor([1.0, 0.0]), 0.75, 2.0)
+    assert torch.allclose(half, torch.tensor([0.75, 0.25]) * 0.25 * math.log(2), atol=1e-7)
+    rng = np.random.default_rng(1)
+    logits, targets = rng.normal(0, 3, (40, 5)), (rng.random((40, 5)) < 0.3).astype(np.float64)
+    p = 1 / (1 + np.exp(-logits))
+    p_t = np.where(targets == 1, p, 1 - p)
+    alpha_t = np.where(targets == 1, 0.75, 0.25)
+    expected = -alpha_t * (1 - p_t) ** 2 * np.log(p_t)
+    got = sigmoid_focal_loss(torch.from_numpy(logits), torch.from_numpy(targets), 0.75, 2.0)
+    assert np.allclose(got.numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_smooth_l1_by_hand() -> None:
+    """Huber with delta 1: 0.5 x^2 inside, |x| - 0.5 outside."""
+    got = smooth_l1(torch.tensor([0.5, -2.0, 1.0, 0.0]), torch.zeros(4), 1.0)
+    assert got.tolist() == [0.125, 1.5, 0.5, 0.0]
+
+
+def test_ssd_loss_of_one_box_by_hand() -> None:
+    """Two anchors, one box of class 2 exactly on anchor 0: anchor 0 matches (codes 0, target
+    one-hot [0, 0, 1]), anchor 1 is background (targets all 0, no box loss). Normalized by
+    the one match; the localization sum also by the code size 4."""
+    anchors = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
+    codes = torch.tensor([[[0.5, -2.0, 0.0, 1.0], [9.0, 9.0, 9.0, 9.0]]])
+    logits = torch.tensor([[[1.0, -1.0, 2.0], [0.5, 3.0, -2.0]]])
+    raw = {"box_encodings": codes, "class_logits": logits, "anchors": anchors}
+    gt_boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]]])  # + padding row
+    terms = ssd_loss(raw, gt_boxes, torch.tensor([[2, 0]]), SCALES, SSDLoss())
+
+    def focal(z: float, t: float) -> float:
+        p = 1 / (1 + math.exp(-z))
+        p_t, alpha_t = (p, 0.75) if t else (1 - p, 0.25)
+        return -alpha_t * (1 - p_t) ** 2 * math.log(p_t)
+
+    classification = sum(focal(z, t) for z, t in zip([1.0, -1.0, 2.0], [0, 0, 1], strict=True))
+    classification += sum(focal(z, 0) for z in [0.5, 3.0, -2.0])
+    localization = (0.125 + 1.5 + 0.0 + 0.5) / 4
+    assert terms.normalizer == 1.0 and terms.count == 1.0 and terms.correct == 1.0
+    assert terms.total.item() == pytest.approx(localization + classification, rel=1e-6)
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "train_losses.npz"
+MATCHERS = {"zoo": SSDLoss(),
+            "ignore": SSDLoss(unmatched_threshold=0.4, force_match_for_each_row=False)}  # fmt: skip
+
+
+@pytest.mark.parametrize("matcher", sorted(MATCHERS))
+def test_ssd_matches_and_losses_equal_tf(matcher: str) -> None:
+    """TF's matcher, target assigner and losses run in TensorFlow (tools/fixtures/
+    train_losses.py) on 300 random anchors, three images (4 boxes, two of them identical;
+    6 boxes; none)."""
+    tf = dict(np.load(FIXTURE))
+    loss = MATCHERS[matcher]
+    anchors = torch.from_numpy(tf["anchors"])
+    gt_boxes, gt_classes = torch.from_numpy(tf["gt_boxes"]), torch.from_numpy(tf["gt_classes"])
+    for i, (b, c) in enumerate(zip(gt_boxes, gt_classes, strict=True)):
+        match = argmax_match(boxes.pairwise_iou(b[c > 0], anchors), loss)
+        assert match.tolist() == tf[f"{matcher}_match"][i].tolist(), f"image {i}"
+    raw = {"box_encodings": torch.from_numpy(tf["box_encodings"]), "anchors": anchors,
+           "class_logits": torch.from_numpy(tf["class_logits"])}  # fmt: skip
+    parts = {"localization": replace(loss, classification_weight=0.0),
+             "classification": replace(loss, localization_weight=0.0)}
+    for part, only in parts.items():
+        terms = ssd_loss(raw, gt_boxes, gt_classes, SCALES, only)
+        assert terms.normalizer == tf[f"{matcher}_num_matches"]
+        ours, theirs = terms.total.item() / terms.normalizer, float(tf[f"{matcher}_{part}"])
+        print(f"{matcher} {part}: ours {ours:.7g}, TF {theirs:.7g}")
+        assert ours == pytest.approx(theirs, rel=1e-5)
+
+
+def test_segmentation_loss_equals_deeplab() -> None:
+    """DeepLab's loss in TensorFlow: [2, 3, 9, 13] logits upsampled to 33 x 49 labels, a fifth
+    of the pixels labelled 255."""
+    tf = dict(np.load(FIXTURE))
+    logits = torch.from_numpy(tf["seg_logits"]).permute(0, 3, 1, 2)
+    terms = segmentation_loss(logits, torch.from_numpy(tf["seg_labels"]), 255)
+    ours = terms.total.item() / terms.normalizer
+    print(f"segmentation loss: ours {ours:.7g}, DeepLab {float(tf['seg_loss']):.7g}")
+    assert terms.normalizer == (tf["seg_labels"] != 255).sum()
+    assert ours == pytest.approx(float(tf["seg_loss"]), rel=1e-5)
+
+
+def test_segmentation_loss_skips_the_ignore_label() -> None:
+    """Logits (2, 1) everywhere: class 0 costs ln(1 + e^-1), class 1 ln(1 + e); 255 nothing."""
+    logits = torch.tensor([2.0, 1.0]).view(1, 2, 1, 1).expand(1, 2, 2, 2)
+    labels = torch.tensor([[[0, 1], [255, 1]]])
+    terms = segmentation_loss(logits, labels, 255)
+    expected = math.log(1 + math.exp(-1)) + 2 * math.log(1 + math.e)
+    assert terms.total.item() == pytest.approx(expected, rel=1e-6)
+    assert (terms.normalizer, terms.correct, terms.count) == (3.0, 1.0, 3.0)
+
+
+# -- synthetic data ------------------------------------------------------------------------------
+
+
+def test_synthetic_shapes_are_seeded_and_consistent() -> None:
+    det = SyntheticShapes("detection", 4, 64, seed=3)
+    seg = SyntheticShapes("segmentation", 4, 64, seed=3)
+    image, target, _ = det[2]
+    again, mask, _ = seg[2]
+    assert torch.equal(image, again) and image.shape == (3, 64, 64)
+    assert image.min() >= -1 and image.max() <= 1
+    classes = target["classes"][target["classes"] > 0]
+    assert 1 <= len(classes) <= 3 and set(mask.unique().tolist()) <= {0, 1, 2}
+    # the last shape drawn is fully visible: its box holds its class in the mask
+    last = len(classes) - 1
+    ymin, xmin, ymax, xmax = (target["boxes"][last] * 64).round().long().tolist()
+    assert (mask[ymin:ymax, xmin:xmax] == classes[last]).any()
+    assert not torch.equal(det[1][0], det[2][0])
+
+
+# -- the trainer ---------------------------------------------------------------------------------
+
+TASKS = {"detection": "ssdlite_v3_small_0.35", "segmentation": "lraspp_v3_small_0.35"}
+
+
+def _config(tmp_path: Path, task: str, **overrides: object):
+    values = {"task": task, "model": TASKS[task], "data": "synthetic:16",
+              "output": str(tmp_path / task), "image_size": 96, "batch_size": 8,
+              "optimizer": "adamw", "lr": 0.003, "lr_reference_batch": None, "eps": 1e-8,
+              "schedule": "constant", "ema_decay": 0.0, "weight_decay": 0.0, **FAST}  # fmt: skip
+    return load_config(**{**values, **overrides})
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_a_few_steps_reduce_the_loss(tmp_path: Path, task: str) -> None:
+    result = train(_config(tmp_path, task, epochs=3))
+    records = map(json.loads, (result.run_dir / "log.jsonl").read_text().splitlines())
+    losses = [round(r["loss"], 4) for r in records if r["event"] == "epoch"]
+    print(f"{task} loss per epoch {losses}")
+    assert result.step == 6
+    assert losses == sorted(losses, reverse=True) and losses[-1] < 0.85 * losses[0]
+    trained = create_model(weights=result.model_path)  # the model, its family from the file
+    assert type(trained).__name__ == {"detection": "SSDLite", "segmentation": "LRASPP"}[task]
+    state = _final_state(result.run_dir)["model"]
+    _assert_identical(dict(trained.state_dict()), state, "model")
+    assert trained.pretrained_info["labels"][-2:] == ["rectangle", "ellipse"]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_ddp_two_processes_match_one_process_with_twice_the_batch(tmp_path: Path) -> None:
+    """The SSD loss is divided by the matches of the whole global batch (summed over
+    processes), so the two runs compute the same loss and gradients (sync BN, dropout-free)."""
+    common = ["--task", "detection", "--model", TASKS["detection"], "--data", "synthetic:16",
+              "--image-size", "96", "--max-steps", "2", "--sync-bn", "--no-progress",
+              "--set", "log_every=0", "--set", "ema_decay=0", "--set", "lr=0.05",
+              "--set", "lr_reference_batch=null", "--set", "plot=false"]  # fmt: skip
+    two = cli(*common, "--output", str(tmp_path / "two"), "--batch-size", "4", torchrun=2)
+    assert two.returncode == 0, two.stderr[-2000:]
+    # one process with twice the batch, in this process, from the two-process run's config
+    saved = read_file(tmp_path / "two" / "config.yaml")
+    train(load_config(**{**saved, "output": str(tmp_path / "one"), "batch_size": 8}))
+    a, b = _final_state(tmp_path / "one"), _final_state(tmp_path / "two")
+    assert a["step"] == b["step"] == 2
+    diff = max((a["model"][k].double() - b["model"][k].double()).abs().max().item()
+               for k in a["model"] if a["model"][k].is_floating_point())  # fmt: skip
+    print(f"detection DDP max parameter difference {diff:.3g}")
+    assert diff < 1e-4
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_resume_is_bitwise_identical(tmp_path: Path) -> None:
+    whole = _config(tmp_path / "whole", "segmentation", epochs=2, max_steps=3, ema_decay=0.9)
+    train(whole)
+    cut = _config(tmp_path / "cut", "segmentation", epochs=2, max_steps=1, ema_decay=0.9)
+    train(cut)
+    cut.max_steps = 3
+    train(cut, resume=True)
+    a = _final_state(tmp_path / "whole" / "segmentation")
+    b = _final_state(tmp_path / "cut" / "segmentation")
+    for key in ("model", "ema", "optimizer", "scheduler", "ranks", "step", "epoch", "batch"):
+        _assert_identical(a[key], b[key], key)
+
+
+def test_wrong_model_or_data_for_the_task(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not a detection model"):
+        train(_config(tmp_path, "detection", model="lraspp_v3_small_0.35"))
+    with pytest.raises(ConfigError, match="does not fit task classification"):
+        load_config(model="lraspp_v3_small_0.35", data="x", output="y")
+    done = cli("--task", "segmentation", "--model", TASKS["segmentation"], "--data",
+               str(tmp_path), "--output", str(tmp_path / "run"), "--no-progress")  # fmt: skip
+    assert done.returncode == 2 and "synthetic:N" in done.stderr, done.stderr
