@@ -22,8 +22,13 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "heads_cost.md"
 PAPER = "paper (arXiv 1905.02244v5)"
 # Paper table 6 (SSDLite, COCO test, 320x320, "V3†" = reduced tail): params M, MAdds B.
 PAPER_SSD = {"ssdlite_v3_large": (3.22, 0.51), "ssdlite_v3_small": (1.77, 0.16)}
-# torchvision ssdlite320_mobilenet_v3_large: num_params and GFLOPS of its weights' meta.
+# torchvision ssdlite320_mobilenet_v3_large / lraspp_mobilenet_v3_large: num_params and GFLOPS
+# (`_ops`) of their weights' meta (torchvision 0.28; older docs round the latter to 2.1).
 TORCHVISION_SSD = (3_440_060, 0.583)
+TORCHVISION_SEG = (3_221_538, 2.086)
+# Measured by hand (torchvision is no dependency): count_macs(lraspp_mobilenet_v3_large(
+# weights=None, weights_backbone=None), 520) with torchvision 0.28 (its released graph).
+TORCHVISION_SEG_MACS = 2_086_219_688
 # Paper tables 7 (params, rows 8 and 11) and 8 (MAdds B: (output stride, full/half res)).
 PAPER_SEG = {
     "lraspp_v3_large": (1.51, {(16, "f"): 9.74, (32, "f"): 7.74, (16, "h"): 2.48, (32, "h"): 1.98}),
@@ -99,8 +104,9 @@ def ssdlite_section() -> list[str]:
               f"{TORCHVISION_SSD[1]} GFLOPS, which are MACs) is this graph (reduced tail, C4 at "
               "layer_14's expansion, the same extra layers and depthwise predictors, 91 "
               "logits) with 6 anchors instead of 3 on the first map (`DefaultBoxGenerator` "
-              f"[[2, 3]] x 6): that gives {tv_params:,} params and {tv_macs:,} MACs. Its anchors, "
-              "box coder and post-processing differ too (cost-free). No Small model."]  # fmt: skip
+              f"[[2, 3]] x 6): that gives {tv_params:,} params and {tv_macs:,} MACs, what "
+              "`count_macs` also counts on torchvision's own model. Its anchors, box coder and "
+              "post-processing differ too (cost-free). No Small model."]  # fmt: skip
     return lines
 
 
@@ -120,6 +126,13 @@ def lraspp_section() -> list[str]:
               "tf.profiler counts the same conv MACs on TF's graph (`conv_macs`, "
               "tools/fixtures/detection_segmentation_flops.py), and TF's trainable variables are "
               "our params.", "",
+              f"torchvision's `lraspp_mobilenet_v3_large` ({TORCHVISION_SEG[0]:,} params, "
+              f"{TORCHVISION_SEG[1]} GFLOPS, MACs: `count_macs` on its model at its 520x520 gives "
+              f"{TORCHVISION_SEG_MACS:,}) is another network: the full-width tail (960 channels, "
+              "no halving), the last block dilated (output stride 16), the low-level input the "
+              "stride-8 block's output (40 channels, not `layer_7/depthwise_output`'s 120), a "
+              "global pooling branch with sigmoid (not a 769-crop window with stride 4, 5 and a "
+              "hard sigmoid), 21 VOC classes, trained at 520x520 on COCO.", "",
               f"### {PAPER} table 8 \"MAdds\"", "",
               "Not conv MACs: half of tf.profiler's float ops of DeepLab's eval graph (the model, "
               "its input normalization and padding, the argmax of the upsampled logits) at the "
