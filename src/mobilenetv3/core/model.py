@@ -172,7 +172,7 @@ class FeatureExtractor(nn.Module):
         if unknown:
             raise ValueError(f"unknown endpoints {unknown}: this backbone has {list(by_name)}")
         self.feature_info = [by_name[name] for name in self.endpoints]
-        self.features = model.features[: max(map(layer_number, self.endpoints))]
+        self.features = model.features[: max(map(_layer_number, self.endpoints))]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         check_input(x)
@@ -213,7 +213,7 @@ def feature_points(features: nn.Sequential) -> list[dict[str, Any]]:
         name = f"layer_{number}"
         for part in module.block if isinstance(module, Bottleneck) else [module]:
             reduction *= math.prod(conv.stride[0] for conv in _convs(part))
-            inner = _inner_name(part) if part is not module else None
+            inner = _inner_name(part)  # None for a plain conv (scope Conv, Conv_1)
             if inner:
                 points.append({"module": f"{name}/{inner}", "num_chs": part.conv.out_channels,
                                "reduction": reduction})  # fmt: skip
@@ -235,7 +235,7 @@ def _pick(items: list[dict[str, Any]], indices: Sequence[int]) -> list[dict[str,
     return [items[i] for i in indices]
 
 
-def layer_number(endpoint: str) -> int:
+def _layer_number(endpoint: str) -> int:
     """`layer_14/expansion_output` -> 14."""
     return int(endpoint.split("/")[0].removeprefix("layer_"))
 
