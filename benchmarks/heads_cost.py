@@ -121,7 +121,8 @@ def lraspp_section() -> list[str]:
         half = cost(name, *SIZES["h"])[1]
         lines.append(f"| {name}_1.0 | {params:,} | {full:,} | {paper_size:,} | {half:,} | "
                      f"{params_m} M | {ZOO[name]} B |")  # fmt: skip
-    lines += ["", "1025x2049 is DeepLab's Cityscapes eval crop (`--eval_crop_size=1025,2049`), "
+    lines += ["", "1025x2049 is DeepLab's Cityscapes eval crop (`--eval_crop_size=1025,2049`, "
+              "g3doc/cityscapes.md), "
               "pooling crop 769x769 (the zoo's flags); 513x1025 is half of it with crop 385x385. "
               "tf.profiler counts the same conv MACs on TF's graph (`conv_macs`, "
               "tools/fixtures/detection_segmentation_flops.py), and TF's trainable variables are "
