@@ -59,7 +59,8 @@ def test_heads_run_the_features_only_backbone(head: str) -> None:
     """create_model(family, endpoints=...) is the heads' backbone: same endpoints, same maps."""
     model = mobilenetv3.create_model(head).eval()
     family = HEAD_MODELS[head]
-    backbone = mobilenetv3.create_model(family, endpoints=list(HEAD_ENDPOINTS[family])).eval()
+    backbone = mobilenetv3.create_model(family, features_only=True,
+                                        endpoints=list(HEAD_ENDPOINTS[family])).eval()  # fmt: skip
     backbone.load_state_dict(model.backbone.state_dict())
     assert backbone.feature_info == model.backbone.feature_info
     x = torch.rand(1, 3, 96, 128) * 2 - 1
