@@ -11,7 +11,6 @@ import torch
 
 import mobilenetv3
 from mobilenetv3.heads import LRASPP
-from mobilenetv3.heads.endpoints import run_endpoints
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # fixture: (backbone family, depth multiplier, num_classes) the generator built
@@ -49,7 +48,7 @@ def test_backbone_endpoints_equal_deeplab(case: tuple) -> None:
     """The final map and the decoder's stride-8 endpoint (slim's depthwise_output)."""
     _, model, truth, x = case
     with torch.no_grad():
-        ends = run_endpoints(model.backbone, x, [model.spec.low, model.spec.high])
+        ends = model.backbone(x)
     for name, key in ((model.spec.low, "low_level"), (model.spec.high, "features")):
         got = ends[name].permute(0, 2, 3, 1).numpy()
         np.testing.assert_allclose(got, truth[key], rtol=0, atol=1e-4, err_msg=name)

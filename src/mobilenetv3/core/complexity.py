@@ -1,8 +1,11 @@
 """Exact multiply-accumulates and parameters, by the convention of the README's table.
 
 MACs count every conv, depthwise conv, squeeze-excite 1x1 conv, the 1x1 head conv and the
-logits layer (weights x output positions); BatchNorm, activations, pooling, the SE multiply and
-residual adds are free. Counted from a traced run, so any spec at any input size is covered.
+logits layer (weights x output positions), and every conv of a detection/segmentation head (SSD's
+extra layers and box/class predictors; LR-ASPP's aspp0, image-pooling, projection and decoder
+convs); BatchNorm, activations, pooling, resizing, the SE multiply and residual adds are free.
+Counted from a run (a head model's `forward_raw`: NMS and anchors have no MACs), so any spec at
+any input size is covered; a model built on the meta device is counted without computing.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ def count_macs(model: nn.Module, image_size: tuple[int, int] | int = (224, 224))
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, 3, *size))
+            device = next(model.parameters()).device
+            getattr(model, "forward_raw", model)(torch.zeros(1, 3, *size, device=device))
     finally:
         model.train(was_training)
         for hook in hooks:

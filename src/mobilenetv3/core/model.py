@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -147,20 +148,20 @@ class MobileNet(nn.Module):
 
 class FeatureExtractor(nn.Module):
     """The backbone for detection/segmentation (timm's `features_only`): forward returns the
-    chosen slim endpoints by name, `feature_info` describes each in timm's keys (`num_chs`,
-    `reduction`, `module`: the slim endpoint name).
+    chosen slim endpoints by name; `feature_info` describes each in timm's keys (`num_chs`;
+    `reduction`: the map's stride relative to the input; `module`: the slim endpoint name).
 
-    Choose by name with `endpoints` (`layer_N`, or `layer_N/expansion_output`: the expand
-    conv's output of a bottleneck, which slim's SSD heads take), or with `out_indices` into
-    the stages (timm's convention: the last layer at each reduction, e.g. 2, 4, 8, 16, 32);
-    neither gives every `layer_N`.
+    Choose by name with `endpoints`: `layer_N`, or an inner endpoint of a bottleneck,
+    `layer_N/expansion_output` (the expand conv's output, which slim's SSD heads take) or
+    `layer_N/depthwise_output` (the depthwise conv's, before squeeze-excite, DeepLab's decoder
+    input); or with `out_indices` into the stages (timm's convention: the last layer at each
+    reduction, e.g. 2, 4, 8, 16, 32). Layers after the last chosen endpoint are dropped.
     """
 
-    def __init__(self, model: MobileNet, endpoints: list[str] | None = None,
+    def __init__(self, model: MobileNet, endpoints: Sequence[str] | None = None,
                  out_indices: Sequence[int] | None = None) -> None:  # fmt: skip
         super().__init__()
-        self.features = model.features
-        points = feature_points(self.features)
+        points = feature_points(model.features)
         if endpoints and out_indices is not None:
             raise ValueError("choose features by endpoints (names) or out_indices, not both")
         if out_indices is not None:
@@ -171,50 +172,58 @@ class FeatureExtractor(nn.Module):
         if unknown:
             raise ValueError(f"unknown endpoints {unknown}: this backbone has {list(by_name)}")
         self.feature_info = [by_name[name] for name in self.endpoints]
+        self.features = model.features[: max(map(_layer_number, self.endpoints))]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         check_input(x)
-        out: dict[str, torch.Tensor] = {}
-        hooks = [self._expand_conv(name).register_forward_hook(
-                     lambda _m, _a, y, name=name: out.__setitem__(name, y))
-                 for name in self.endpoints if name.endswith(EXPANSION)]  # fmt: skip
-        try:
-            last = max(_layer_index(name) for name in self.endpoints)
-            for i, module in enumerate(self.features[:last]):
-                x = module(x)
-                out[f"layer_{i + 1}"] = x
-        finally:
-            for hook in hooks:
-                hook.remove()
-        return {name: out[name] for name in self.endpoints}
-
-    def _expand_conv(self, name: str) -> nn.Module:
-        return self.features[_layer_index(name) - 1].block[0]
+        found: dict[str, torch.Tensor] = {}
+        for number, layer in enumerate(self.features, start=1):
+            prefix = f"layer_{number}/"
+            inner = {n.removeprefix(prefix) for n in self.endpoints if n.startswith(prefix)}
+            x = _run_tapped(layer, x, inner, prefix, found) if inner else layer(x)
+            found[f"layer_{number}"] = x
+        return {name: found[name] for name in self.endpoints}
 
 
-EXPANSION = "/expansion_output"
+def _run_tapped(layer: Bottleneck, x: torch.Tensor, inner: set[str], prefix: str,
+                found: dict[str, torch.Tensor]) -> torch.Tensor:  # fmt: skip
+    """A bottleneck run module by module, keeping the inner outputs asked for."""
+    out = x
+    for module in layer.block:
+        out = module(out)
+        if _inner_name(module) in inner:
+            found[prefix + _inner_name(module)] = out
+    return out + x if layer.residual else out
+
+
+_INNER = {"expand": "expansion_output", "depthwise": "depthwise_output"}
+
+
+def _inner_name(module: nn.Module) -> str | None:
+    """Slim's inner endpoint a bottleneck's part gives (its conv's scope ends in the key)."""
+    scope = getattr(getattr(module, "conv", None), "slim_scope", "")
+    return _INNER.get(scope.rsplit("/", 1)[-1])
 
 
 def feature_points(features: nn.Sequential) -> list[dict[str, Any]]:
     """Every endpoint of the feature layers in order: `layer_N` and, before it where the layer
-    is a bottleneck with an expand conv, `layer_N/expansion_output`."""
+    is a bottleneck, its inner endpoints (`layer_N/expansion_output`, `.../depthwise_output`)."""
     points, reduction = [], 1
-    for i, module in enumerate(features):
-        name = f"layer_{i + 1}"
-        convs = _convs(module)
-        if isinstance(module, Bottleneck) and module.block[0].conv.slim_scope.endswith("/expand"):
-            expand = _convs(module.block[0])[0]
-            points.append({"module": f"{name}{EXPANSION}", "num_chs": expand.out_channels,
-                           "reduction": reduction * expand.stride[0]})  # fmt: skip
-        for conv in convs:
-            reduction *= conv.stride[0]
-        points.append({"module": name, "num_chs": convs[-1].out_channels, "reduction": reduction})
+    for number, module in enumerate(features, start=1):
+        name = f"layer_{number}"
+        for part in module.block if isinstance(module, Bottleneck) else [module]:
+            reduction *= math.prod(conv.stride[0] for conv in _convs(part))
+            inner = _inner_name(part)  # None for a plain conv (scope Conv, Conv_1)
+            if inner:
+                points.append({"module": f"{name}/{inner}", "num_chs": part.conv.out_channels,
+                               "reduction": reduction})  # fmt: skip
+        points.append({"module": name, "num_chs": _out_channels(module), "reduction": reduction})
     return points
 
 
 def stages(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """timm's stages: the last `layer_N` at each reduction."""
-    last = {p["reduction"]: p for p in points if EXPANSION not in p["module"]}
+    last = {p["reduction"]: p for p in points if "/" not in p["module"]}
     return list(last.values())
 
 
@@ -226,8 +235,9 @@ def _pick(items: list[dict[str, Any]], indices: Sequence[int]) -> list[dict[str,
     return [items[i] for i in indices]
 
 
-def _layer_index(name: str) -> int:
-    return int(name.split("/")[0].removeprefix("layer_"))
+def _layer_number(endpoint: str) -> int:
+    """`layer_14/expansion_output` -> 14."""
+    return int(endpoint.split("/")[0].removeprefix("layer_"))
 
 
 def _convs(module: nn.Module) -> list[nn.Conv2d]:

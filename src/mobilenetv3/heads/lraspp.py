@@ -8,8 +8,7 @@ from torch import nn
 
 from mobilenetv3.core import specs as core_specs
 from mobilenetv3.core.layers import ConvBNAct, SlimHardSigmoid
-from mobilenetv3.core.model import build_layers, check_input
-from mobilenetv3.heads.endpoints import endpoint_channels, layer_number, run_endpoints
+from mobilenetv3.core.model import FeatureExtractor, MobileNet
 from mobilenetv3.heads.specs import LRASPPSpec
 
 OUTPUT_STRIDE = 32
@@ -30,10 +29,9 @@ class LRASPP(nn.Module):
         self.num_classes = spec.num_classes if num_classes is None else num_classes
         self.pooling_crop = spec.pooling_crop
         self.variant = core_specs.Variant(spec.backbone, depth_multiplier)
-        layers, _ = build_layers(self.variant)
-        self.backbone = nn.Sequential(*layers[: layer_number(spec.high)])
-        high = endpoint_channels(self.backbone, spec.high)
-        low = endpoint_channels(self.backbone, spec.low)
+        self.backbone = FeatureExtractor(MobileNet(self.variant, num_classes=0),
+                                         [spec.low, spec.high])  # fmt: skip
+        low, high = (info["num_chs"] for info in self.backbone.feature_info)
         linear = {"act": core_specs.IDENTITY, "batch_norm": False}
         self.image_pooling = ConvBNAct(high, spec.filters, 1, scope="image_pooling", **linear)
         self.gate = SlimHardSigmoid()  # DeepLab's q_sigmoid: relu6(x + 3) * 0.16667
@@ -45,9 +43,7 @@ class LRASPP(nn.Module):
                                     scope="decoder/decoder_conv0", **linear)  # fmt: skip
 
     def forward_raw(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        check_input(x)
-        ends = run_endpoints(self.backbone, x, [self.spec.low, self.spec.high])
-        low, high = ends[self.spec.low], ends[self.spec.high]
+        low, high = self.backbone(x).values()
         gate = self.gate(self.image_pooling(self._pool(high)))
         gate = F.interpolate(gate, size=high.shape[-2:], mode="bilinear", align_corners=True)
         merged = self.aspp(high) * gate

@@ -7,9 +7,8 @@ from torch import nn
 
 from mobilenetv3.core import specs as core_specs
 from mobilenetv3.core.layers import ConvBNAct
-from mobilenetv3.core.model import build_layers, check_input
+from mobilenetv3.core.model import FeatureExtractor, MobileNet
 from mobilenetv3.heads import boxes
-from mobilenetv3.heads.endpoints import endpoint_channels, layer_number, run_endpoints
 from mobilenetv3.heads.specs import SSDLiteSpec
 
 
@@ -38,12 +37,11 @@ class SSDLite(nn.Module):
         self.spec = spec
         self.num_classes = spec.num_classes if num_classes is None else num_classes
         self.variant = core_specs.Variant(spec.backbone, depth_multiplier, min_depth=spec.min_depth)
-        layers, _ = build_layers(self.variant)
-        self.backbone = nn.Sequential(*layers[: max(map(layer_number, spec.endpoints))])
+        self.backbone = FeatureExtractor(MobileNet(self.variant, num_classes=0), spec.endpoints)
         for module in self.backbone.modules():
             if hasattr(module, "slim_scope"):
                 module.slim_scope = f"{spec.scope}/{module.slim_scope}"
-        channels = [endpoint_channels(self.backbone, name) for name in spec.endpoints]
+        channels = [info["num_chs"] for info in self.backbone.feature_info]
         scope = f"{spec.scope}/{self.variant.spec.scope}/{spec.endpoints[-1]}"
         self.extra = nn.ModuleList()
         for index, depth in enumerate(spec.extra_depths, start=len(spec.endpoints)):
@@ -71,8 +69,7 @@ class SSDLite(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The six feature maps the predictors run on, NCHW."""
-        check_input(x)
-        maps = list(run_endpoints(self.backbone, x, self.spec.endpoints).values())
+        maps = list(self.backbone(x).values())
         for extra in self.extra:
             maps.append(extra(maps[-1]))
         return maps
