@@ -235,7 +235,10 @@ def test_ddp_two_processes_match_one_process_with_twice_the_batch(tmp_path: Path
     processes), so the two runs compute the same loss and gradients (sync BN, dropout-free)."""
     common = ["--task", "detection", "--model", TASKS["detection"], "--data", "synthetic:16",
               "--image-size", "96", "--max-steps", "2", "--sync-bn", "--no-progress",
-              "--set", "log_every=0", "--set", "ema_decay=0", "--set", "lr=0.05",
+              "--set", "log_every=0", "--set", "ema_decay=0", "--set", "lr=0.01",
+              # SGD: TF's RMSProp turns float-summation noise into 4e-4 here (one process, 1 vs
+              # 2 threads differ as much); SGD keeps it at 5e-7, so a DDP error shows
+              "--set", "optimizer=sgd",
               "--set", "lr_reference_batch=null", "--set", "plot=false"]  # fmt: skip
     two = cli(*common, "--output", str(tmp_path / "two"), "--batch-size", "4", torchrun=2)
     assert two.returncode == 0, two.stderr[-2000:]
@@ -247,7 +250,7 @@ def test_ddp_two_processes_match_one_process_with_twice_the_batch(tmp_path: Path
     diff = max((a["model"][k].double() - b["model"][k].double()).abs().max().item()
                for k in a["model"] if a["model"][k].is_floating_point())  # fmt: skip
     print(f"detection DDP max parameter difference {diff:.3g}")
-    assert diff < 1e-4
+    assert diff < 1e-5
 
 
 @pytest.mark.usefixtures("one_thread")
