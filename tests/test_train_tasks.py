@@ -33,8 +33,9 @@ from mobilenetv3.heads.losses import (
     ssd_loss,
 )
 from mobilenetv3.train import load_config, train
-from mobilenetv3.train.config import ConfigError, read_file
+from mobilenetv3.train.config import ConfigError, bundled_config, read_file
 from mobilenetv3.train.head_data import CocoDetection, MaskFolder
+from mobilenetv3.train.optim import LRSchedule
 from mobilenetv3.train.synthetic import SyntheticShapes, draw
 
 SCALES = (10.0, 10.0, 5.0, 5.0)
@@ -454,3 +455,29 @@ def test_a_bad_annotation_file_given_to_train_is_one_clear_line(tmp_path: Path) 
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert str(bad) in lines[0] and "categories" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_the_head_recipes_follow_their_sources() -> None:
+    """ssdlite_zoo: the zoo config's momentum 0.9, l2 4e-5, BN decay 0.97, batch 512 and TF's
+    cosine_decay_with_warmup (0.13333 rising to 0.4 over 2000 steps, cosine to 0 at 400000);
+    lraspp_deeplab: DeepLab's poly (power 0.9, 90000 steps), crops of 769 scaled 0.5-2."""
+    zoo = load_config(bundled_config("ssdlite_zoo"), data="d", output="o", annotations="a")
+    assert (zoo.task, zoo.optimizer, zoo.momentum, zoo.weight_decay) == ("detection", "sgd", 0.9,
+                                                                          4e-5)  # fmt: skip
+    assert (zoo.bn_momentum, zoo.image_size, zoo.lr_reference_batch) == (0.03, 320, 512)
+    schedule = LRSchedule(zoo, 118287 // 512)
+
+    def tf_cosine(step: int) -> float:  # TF's cosine_decay_with_warmup, as documented
+        if step < 2000:
+            return 0.13333 + (0.4 - 0.13333) * step / 2000
+        return 0.5 * 0.4 * (1 + math.cos(math.pi * (step - 2000) / (400000 - 2000)))
+
+    for step in (0, 1000, 2000, 100000, 201000, 300000):
+        assert 0.4 * schedule(step) == pytest.approx(tf_cosine(step), rel=1e-3, abs=2e-4), step
+    deeplab = load_config(bundled_config("lraspp_deeplab"), data="d", output="o", masks="m")
+    assert (deeplab.task, deeplab.image_size, deeplab.scale_range) == ("segmentation", 769,
+                                                                       [0.5, 2.0])  # fmt: skip
+    schedule = LRSchedule(deeplab, 2975 // 16)
+    for step, rel in ((0, 1e-9), (45000, 2e-3), (80000, 1e-2)):  # 487 epochs: 90095 steps
+        poly = 0.01 * (1 - step / 90000) ** 0.9  # tf.train.polynomial_decay, power 0.9
+        assert 0.01 * schedule(step) == pytest.approx(poly, rel=rel), step

@@ -65,6 +65,7 @@ class TrainConfig:
     # learning-rate schedule (epochs may be fractional)
     schedule: str = "exponential"
     warmup_epochs: float = 0.0
+    warmup_start: float = 0.0  # warm-up's first lr / lr (TF's warmup_learning_rate / base)
     decay_factor: float = 0.99
     decay_epochs: float = 3.0
     staircase: bool = True

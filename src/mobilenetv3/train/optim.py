@@ -104,9 +104,9 @@ def build_optimizer(
 
 
 class LRSchedule:
-    """Multiplier of the base lr at a step: linear warm-up, then exponential (slim's
-    `exponential_decay`, counted from step 0 as the TPU trainers do), cosine decay or poly
-    (DeepLab's `polynomial_decay` to min_lr over the whole run)."""
+    """Multiplier of the base lr at a step: linear warm-up (from warmup_start), then exponential
+    (slim's `exponential_decay`, counted from step 0 as the TPU trainers do), cosine decay or
+    poly (DeepLab's `polynomial_decay` to min_lr over the whole run)."""
 
     def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:
         self.c, self.steps_per_epoch = config, max(1, steps_per_epoch)
@@ -115,7 +115,8 @@ class LRSchedule:
     def __call__(self, step: int) -> float:
         c, epoch = self.c, step / self.steps_per_epoch
         if epoch < c.warmup_epochs:
-            return min(1.0, (step + 1) / (c.warmup_epochs * self.steps_per_epoch))
+            ramp = min(1.0, (step + 1) / (c.warmup_epochs * self.steps_per_epoch))
+            return c.warmup_start + (1 - c.warmup_start) * ramp
         if c.schedule == "exponential":
             periods = epoch / c.decay_epochs
             periods = math.floor(periods) if c.staircase else periods
