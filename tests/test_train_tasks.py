@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +35,9 @@ from mobilenetv3.heads.losses import (
 )
 from mobilenetv3.train import load_config, train
 from mobilenetv3.train.config import ConfigError, bundled_config, read_file
+from mobilenetv3.train.distributed import DistInfo
 from mobilenetv3.train.head_data import CocoDetection, MaskFolder
+from mobilenetv3.train.head_metrics import CocoMAP
 from mobilenetv3.train.optim import LRSchedule
 from mobilenetv3.train.synthetic import SyntheticShapes, draw
 
@@ -262,10 +265,17 @@ def test_ddp_two_processes_match_one_process_with_twice_the_batch(tmp_path: Path
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_resume_is_bitwise_identical(tmp_path: Path) -> None:
-    whole = _config(tmp_path / "whole", "segmentation", epochs=2, max_steps=3, ema_decay=0.9)
+@pytest.mark.parametrize("data", ["synthetic", "folder"])
+def test_resume_is_bitwise_identical(tmp_path: Path, data: str) -> None:
+    """Across an epoch's end; on a folder, DeepLab's random scale, crop and flip included."""
+    real = {}
+    if data == "folder":
+        images, masks = _mask_folder(tmp_path / "data", 4, 0)
+        real = {"data": str(images), "masks": str(masks), "batch_size": 2}
+    whole = _config(tmp_path / "whole", "segmentation", epochs=2, max_steps=3, ema_decay=0.9,
+                    **real)  # fmt: skip
     train(whole)
-    cut = _config(tmp_path / "cut", "segmentation", epochs=2, max_steps=1, ema_decay=0.9)
+    cut = _config(tmp_path / "cut", "segmentation", epochs=2, max_steps=1, ema_decay=0.9, **real)
     train(cut)
     cut.max_steps = 3
     train(cut, resume=True)
@@ -378,19 +388,30 @@ def test_detection_trains_on_a_coco_folder_and_validates_with_coco_map(tmp_path:
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_segmentation_trains_on_a_mask_folder_and_validates_with_miou(tmp_path: Path) -> None:
-    """2 steps on 4 crops, validation on 3 whole images: its mIoU is what `evaluate --task
-    segmentation` measures on the saved model."""
+def test_segmentation_trains_on_a_mask_folder_and_validates_with_miou(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`train` on 4 crops for 2 steps, validation on 3 whole images: its mIoU (logged and
+    printed) is what `evaluate --task segmentation` measures on the saved model."""
     images, masks = _mask_folder(tmp_path / "train", 4, 0)
     val_images, val_masks = _mask_folder(tmp_path / "val", 3, 1)
-    result = train(_real(tmp_path, "segmentation", data=str(images), masks=str(masks), lr=0.02,
-                         val_data=str(val_images), val_masks=str(val_masks)))  # fmt: skip
+    run = tmp_path / "run"
+    assert main(["train", "--task", "segmentation", "--model", TASKS["segmentation"],
+                 "--data", str(images), "--masks", str(masks), "--val-data", str(val_images),
+                 "--val-masks", str(val_masks), "--output", str(run), "--image-size", "96",
+                 "--batch-size", "2", "--max-steps", "2", "--no-progress", "--set", "lr=0.02",
+                 *(f"--set={k}={v}" for k, v in FAST.items() if k != "progress"),
+                 "--set", "optimizer=adamw", "--set", "lr_reference_batch=null",
+                 "--set", "ema_decay=0"]) == 0  # fmt: skip
+    shown = capsys.readouterr().out
+    measured = json.loads((run / "log.jsonl").read_text().splitlines()[-1])["val_miou"]
     report = tmp_path / "evaluate.json"
     assert main(["evaluate", str(val_images), "--task", "segmentation", "--masks", str(val_masks),
-                 "--weights", str(result.model_path), "--json", str(report)]) == 0  # fmt: skip
+                 "--weights", str(run / "model.safetensors"), "--json", str(report)]) == 0
     expected = json.loads(report.read_text())["miou"]
-    print(f"val mIoU {result.metrics['val_miou']}, evaluate {expected}")
-    assert result.metrics["val_miou"] == expected and expected is not None
+    print(f"val mIoU {measured}, evaluate {expected}")
+    assert measured == expected and expected is not None
+    assert f"val mIoU {expected:.2f}" in shown, shown
 
 
 def _rectangle_image(path: Path, box: tuple[int, int, int, int]) -> None:
@@ -481,3 +502,14 @@ def test_the_head_recipes_follow_their_sources() -> None:
     for step, rel in ((0, 1e-9), (45000, 2e-3), (80000, 1e-2)):  # 487 epochs: 90095 steps
         poly = 0.01 * (1 - step / 90000) ** 0.9  # tf.train.polynomial_decay, power 0.9
         assert 0.01 * schedule(step) == pytest.approx(poly, rel=rel), step
+
+
+def test_without_pycocotools_detection_validation_says_why_there_is_no_map(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "pycocotools", None)  # import fails, find_spec gives None
+    coco = read_coco(_coco_folder(tmp_path / "val", 1, 0), tmp_path / "val", 3)
+    metric = CocoMAP(lambda raw: pytest.fail("no detections are needed"), coco)
+    metric.add({}, {"image_id": torch.tensor([10]), "size": torch.tensor([[SIDE, SIDE]])})
+    result = metric.result(DistInfo(0, 1, 0, torch.device("cpu")))
+    assert result["val_map"] is None and "pycocotools is not installed" in result["val_note"]
