@@ -89,25 +89,43 @@ class CocoDetection(Dataset):
         return x, target, index
 
 
-def _resize_nearest_corners(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """TF's resize_nearest_neighbor(align_corners=True): source index round(i (in-1)/(out-1))."""
-    rows, cols = (np.floor(np.arange(out) * ((n - 1) / max(out - 1, 1)) + 0.5).astype(int)
-                  for out, n in zip(size, labels.shape, strict=True))  # fmt: skip
-    return labels[rows[:, None], cols[None, :]]
-
-
-def random_scale(x: torch.Tensor, labels: np.ndarray, rng: random.Random,
-                 scale_range: tuple[float, float]) -> tuple[torch.Tensor, np.ndarray]:  # fmt: skip
-    """DeepLab's randomly_scale_image_and_label: a scale drawn from the steps of 0.25 in
-    `scale_range`, image bilinear and labels nearest, both with align_corners."""
+def draw_scale(rng: random.Random, scale_range: tuple[float, float]) -> float:
+    """DeepLab's random scale: one of the steps of 0.25 from low to high."""
     low, high = scale_range
-    steps = int(round((high - low) / SCALE_STEP)) + 1
-    scale = low + SCALE_STEP * rng.randrange(steps) if high > low else low
-    size = tuple(int(n * scale) for n in labels.shape)
-    if scale == 1.0:
-        return x, labels
-    image = F.interpolate(x[None], size=size, mode="bilinear", align_corners=True)[0]
-    return image, _resize_nearest_corners(labels, size)
+    return low + SCALE_STEP * rng.randrange(int(round((high - low) / SCALE_STEP)) + 1)
+
+
+def _window(size: int, scaled: int, start: int, count: int) -> tuple[np.ndarray, ...]:
+    """For the positions start.. (at most count, within `scaled`) of an axis resized from
+    `size` to `scaled` with align_corners (source = position (size - 1) / (scaled - 1)): the
+    bilinear neighbours and weight, and the nearest source (TF: round half up)."""
+    source = np.arange(start, min(start + count, scaled)) * ((size - 1) / max(scaled - 1, 1))
+    low = np.floor(source).astype(np.int64)
+    nearest = np.minimum(np.floor(source + 0.5).astype(np.int64), size - 1)
+    return low, np.minimum(low + 1, size - 1), (source - low).astype(np.float32), nearest
+
+
+def scaled_crop(pixels: np.ndarray, labels: np.ndarray, scale: float, crop: int,
+                rng: random.Random) -> tuple[torch.Tensor, np.ndarray]:  # fmt: skip
+    """DeepLab's training crop: the image scaled by `scale` (pixels bilinear, labels nearest,
+    align_corners), padded at the bottom/right to at least crop x crop (pixels with the mean,
+    labels 255), a crop x crop window at a random place. Only the window is interpolated."""
+    scaled = [int(n * scale) for n in labels.shape]
+    top, left = (rng.randint(0, max(n, crop) - crop) for n in scaled)
+    starts = (top, left)
+    (r0, r1, wr, near_r), (c0, c1, wc, near_c) = (
+        _window(labels.shape[axis], scaled[axis], starts[axis], crop) for axis in range(2))
+
+    def corners(rows: np.ndarray) -> np.ndarray:  # the window's rows, bilinear along x
+        left_of, right_of = (pixels[rows][:, c].astype(np.float32) for c in (c0, c1))
+        return left_of + (right_of - left_of) * wc[None, :, None]
+
+    upper, lower = corners(r0), corners(r1)
+    x = torch.zeros(3, crop, crop)
+    x[:, : len(near_r), : len(near_c)] = to_model_range(upper + (lower - upper) * wr[:, None, None])
+    cropped = np.full((crop, crop), IGNORE, np.uint8)
+    cropped[: len(wr), : len(near_c)] = labels[near_r[:, None], near_c[None, :]]
+    return x, cropped
 
 
 def pad_to(x: torch.Tensor, labels: np.ndarray,
@@ -139,20 +157,18 @@ class MaskFolder(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         image_path, mask_path = self.pairs[index]
-        x = to_model_range(np.asarray(load_image(image_path)))
+        pixels = np.asarray(load_image(image_path))
         labels = read_train_ids(mask_path, self.train_ids)
-        if x.shape[1:] != labels.shape:
+        if pixels.shape[:2] != labels.shape:
             raise DatasetError(f"{mask_path}: the mask is {labels.shape[1]}x{labels.shape[0]} "
-                             f"pixels, its image {image_path} {x.shape[2]}x{x.shape[1]}")
+                               f"pixels, its image {image_path} {pixels.shape[1]}x"
+                               f"{pixels.shape[0]}")  # fmt: skip
         rng = sample_rng(self.seed, self.epoch, index)
         if self.crop:
-            x, labels = random_scale(x, labels, rng, self.scale_range)
-        x, labels = pad_to(x, labels, self.pad)
-        if self.crop:
-            top = rng.randint(0, labels.shape[0] - self.crop)
-            left = rng.randint(0, labels.shape[1] - self.crop)
-            x = x[:, top : top + self.crop, left : left + self.crop]
-            labels = labels[top : top + self.crop, left : left + self.crop]
+            scale = draw_scale(rng, self.scale_range)
+            x, labels = scaled_crop(pixels, labels, scale, self.crop, rng)
+        else:
+            x, labels = pad_to(to_model_range(pixels), labels, self.pad)
         if self.flip and rng.random() < 0.5:
             x, labels = x.flip(-1), labels[:, ::-1]
         return x.contiguous(), torch.from_numpy(labels.astype(np.int64)), index
