@@ -124,7 +124,7 @@ def scaled_crop(pixels: np.ndarray, labels: np.ndarray, scale: float, crop: int,
     x = torch.zeros(3, crop, crop)
     x[:, : len(near_r), : len(near_c)] = to_model_range(upper + (lower - upper) * wr[:, None, None])
     cropped = np.full((crop, crop), IGNORE, np.uint8)
-    cropped[: len(wr), : len(near_c)] = labels[near_r[:, None], near_c[None, :]]
+    cropped[: len(near_r), : len(near_c)] = labels[near_r[:, None], near_c[None, :]]
     return x, cropped
 
 
@@ -147,7 +147,7 @@ class MaskFolder(Dataset):
                  flip: bool = False) -> None:  # fmt: skip
         self.pairs, self.train_ids, self.seed, self.epoch = pairs, train_ids, seed, 0
         self.crop, self.scale_range, self.flip = crop, scale_range, flip
-        self.pad = (crop, crop) if crop else _largest(pairs)
+        self.pad = None if crop else _largest(pairs)  # validation: one size for batches
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
