@@ -32,8 +32,15 @@ VALUE_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--weights": ("weights", weights_arg,
                   "weights to start from: a file or a downloaded official release's name"),
     "--data": ("data", str, "training images: an ImageFolder (one sub-folder per class); for "
-                            "detection/segmentation synthetic:N (N shape images drawn on noise)"),
+                            "detection/segmentation a folder of images labelled by "
+                            "--annotations/--masks, or synthetic:N (N shape images on noise)"),
     "--val-data": ("val_data", str, "validation data as --data, evaluated after each epoch"),
+    "--annotations": ("annotations", str, "detection: COCO annotations (instances_*.json) of "
+                                          "--data, the folder of its images"),
+    "--val-annotations": ("val_annotations", str, "detection: COCO annotations of --val-data"),
+    "--masks": ("masks", str, "segmentation: folder of Cityscapes masks (<X>_gtFine_labelIds.png "
+                              "for --data's <X>_leftImg8bit.png)"),
+    "--val-masks": ("val_masks", str, "segmentation: folder of the masks of --val-data"),
     "--output": ("output", writable_path, "run folder: config, checkpoints, model.safetensors"),
     "--num-classes": ("num_classes", positive_int, "classes (default: the class folders)"),
     "--epochs": ("epochs", positive_int, "passes over --data"),
@@ -52,6 +59,8 @@ SWITCHES = {
     "--freeze-backbone": ("freeze_backbone", "train only the classifier"),
     "--sync-bn": ("sync_bn", "synchronise BatchNorm statistics across processes"),
     "--qat": ("qat", "quantization-aware fine-tuning; ends with model_int8.pt2"),
+    "--train-ids": ("train_ids", "segmentation: the masks hold train ids "
+                                 "(*_gtFine_labelTrainIds.png)"),
 }
 
 
@@ -60,7 +69,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     defaults = TrainConfig()
     parser.add_argument("--config", help="YAML/TOML file with every hyperparameter, or a bundled "
-                        "one: slim_original, finetune_modern (flags override it)")  # fmt: skip
+                        "one: slim_original, finetune_modern, ssdlite_zoo, lraspp_deeplab "
+                        "(flags override it)")  # fmt: skip
     for flag, (key, kind, text) in VALUE_FLAGS.items():
         add_option(parser, flag, old=OLD_SPELLINGS.get(flag, ()), dest=key, type=kind,
                    metavar=flag[2:].upper().replace("-", "_"),
@@ -129,5 +139,10 @@ def run(args: argparse.Namespace) -> int:
         kind = {"classification": "top1", "detection": "anchor accuracy",
                 "segmentation": "pixel accuracy"}[config.task]  # fmt: skip
         print(f"val {kind} {100 * result.metrics['val_accuracy']:.2f}")
+    for key, name in (("val_map", "COCO mAP"), ("val_miou", "mIoU")):
+        if result.metrics.get(key) is not None:
+            print(f"val {name} {result.metrics[key]:.2f}")
+    if result.metrics.get("val_note"):
+        print(f"note: {result.metrics['val_note']}")
     print(f"step {result.step}: wrote {result.model_path}")
     return 0

@@ -90,15 +90,18 @@ class SSDLite(nn.Module):
         """Detections padded to the config's max_total, as TF's detection outputs:
         detection_boxes [N, K, 4] (normalized ymin, xmin, ymax, xmax), detection_scores [N, K],
         detection_classes [N, K] (1-based class ids, 0 in padding), num_detections [N]."""
-        raw = self.forward_raw(x)
+        return self.postprocess(self.forward_raw(x))
+
+    def postprocess(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`forward`'s detections from `forward_raw`'s outputs (validation has both)."""
         decoded = boxes.decode(raw["box_encodings"], raw["anchors"], self.spec.box_scales)
         scores = torch.sigmoid(raw["class_logits"])[..., 1:]
-        nms, k, batch = self.spec.nms, self.spec.nms.max_total, x.shape[0]
+        nms, k, batch = self.spec.nms, self.spec.nms.max_total, decoded.shape[0]
         out = {
-            "detection_boxes": x.new_zeros(batch, k, 4),
-            "detection_scores": x.new_zeros(batch, k),
-            "detection_classes": torch.zeros(batch, k, dtype=torch.long, device=x.device),
-            "num_detections": torch.zeros(batch, dtype=torch.long, device=x.device),
+            "detection_boxes": decoded.new_zeros(batch, k, 4),
+            "detection_scores": scores.new_zeros(batch, k),
+            "detection_classes": torch.zeros(batch, k, dtype=torch.long, device=decoded.device),
+            "num_detections": torch.zeros(batch, dtype=torch.long, device=decoded.device),
         }
         for i in range(batch):
             kept, score, label = boxes.multiclass_nms(

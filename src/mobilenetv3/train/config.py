@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 OPTIMIZERS = ("rmsprop_tf", "rmsprop", "sgd", "adamw")
-SCHEDULES = ("exponential", "cosine", "constant")
+SCHEDULES = ("exponential", "cosine", "poly", "constant")
 AUGMENTS = ("inception", "randaugment", "none")
 AMP = ("none", "bf16")
 TASKS = ("classification", "detection", "segmentation")
@@ -36,6 +36,13 @@ class TrainConfig:
     weights: str | None = None
     data: str | None = None
     val_data: str | None = None
+    # detection: COCO annotations of --data / --val-data (images = folder / file_name)
+    annotations: str | None = None
+    val_annotations: str | None = None
+    # segmentation: mask folders of --data / --val-data (Cityscapes label ids, or train ids)
+    masks: str | None = None
+    val_masks: str | None = None
+    train_ids: bool = False
     output: str | None = None
     num_classes: int | None = None  # None: the number of class folders
     image_size: int = 224
@@ -58,10 +65,12 @@ class TrainConfig:
     # learning-rate schedule (epochs may be fractional)
     schedule: str = "exponential"
     warmup_epochs: float = 0.0
+    warmup_start: float = 0.0  # warm-up's first lr / lr (TF's warmup_learning_rate / base)
     decay_factor: float = 0.99
     decay_epochs: float = 3.0
     staircase: bool = True
     min_lr: float = 0.0
+    poly_power: float = 0.9  # poly: lr (1 - step / steps)^power (DeepLab's learning_power)
     # regularisation
     label_smoothing: float = 0.1
     dropout: float = 0.2
@@ -73,6 +82,7 @@ class TrainConfig:
     crop_area: list[float] = field(default_factory=lambda: [0.08, 1.0])
     crop_aspect: list[float] = field(default_factory=lambda: [0.75, 1.3333333])
     flip: bool = True
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])  # segmentation crops
     color_distortion: bool = True
     randaugment_ops: int = 2
     randaugment_magnitude: int = 9

@@ -104,8 +104,9 @@ def build_optimizer(
 
 
 class LRSchedule:
-    """Multiplier of the base lr at a step: linear warm-up, then exponential (slim's
-    `exponential_decay`, counted from step 0 as the TPU trainers do) or cosine decay."""
+    """Multiplier of the base lr at a step: linear warm-up (from warmup_start), then exponential
+    (slim's `exponential_decay`, counted from step 0 as the TPU trainers do), cosine decay or
+    poly (DeepLab's `polynomial_decay` to min_lr over the whole run)."""
 
     def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:
         self.c, self.steps_per_epoch = config, max(1, steps_per_epoch)
@@ -114,7 +115,8 @@ class LRSchedule:
     def __call__(self, step: int) -> float:
         c, epoch = self.c, step / self.steps_per_epoch
         if epoch < c.warmup_epochs:
-            return min(1.0, (step + 1) / (c.warmup_epochs * self.steps_per_epoch))
+            ramp = min(1.0, (step + 1) / (c.warmup_epochs * self.steps_per_epoch))
+            return c.warmup_start + (1 - c.warmup_start) * ramp
         if c.schedule == "exponential":
             periods = epoch / c.decay_epochs
             periods = math.floor(periods) if c.staircase else periods
@@ -123,6 +125,9 @@ class LRSchedule:
             span = max(c.epochs - c.warmup_epochs, 1e-9)
             t = min(1.0, (epoch - c.warmup_epochs) / span)
             return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * t))
+        if c.schedule == "poly":
+            t = min(1.0, epoch / c.epochs)
+            return self.floor + (1 - self.floor) * (1 - t) ** c.poly_power
         return 1.0
 
 

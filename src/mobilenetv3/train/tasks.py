@@ -16,14 +16,18 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from mobilenetv3.data import preprocess as pp
+from mobilenetv3.data.cityscapes import TRAIN_NAMES, pair_masks
+from mobilenetv3.data.coco import CocoSet, read_coco
 from mobilenetv3.data.datasets import DatasetError, ImageDataset
 from mobilenetv3.factory import create_model
 from mobilenetv3.heads import LRASPP, SSDLite
 from mobilenetv3.heads.losses import LossTerms, segmentation_loss, ssd_loss
-from mobilenetv3.heads.specs import HEADS, TASK_MODELS
+from mobilenetv3.heads.specs import HEADS, TASK_MODELS, SSDLiteSpec
 from mobilenetv3.train.config import ConfigError, TrainConfig
 from mobilenetv3.train.data import TrainTransform, eval_preset, list_image_folder, val_samples
 from mobilenetv3.train.distributed import DistInfo
+from mobilenetv3.train.head_data import CocoDetection, MaskFolder
+from mobilenetv3.train.head_metrics import CocoMAP, MeanIoU
 from mobilenetv3.train.synthetic import SHAPES, SyntheticShapes, synthetic_count
 
 
@@ -52,6 +56,11 @@ class Task:
 
     def frozen(self, model: nn.Module) -> list[nn.Module]:
         return [model.backbone]
+
+    def val_metric(self, module: nn.Module) -> CocoMAP | MeanIoU | None:
+        """The accumulator of the task's own validation metric for `module` (none by
+        default: the loss and accuracy only)."""
+        return None
 
     def prepared(self, model: nn.Module) -> nn.Module:
         """`model` with the recipe's BatchNorm momentum, its frozen parts frozen."""
@@ -119,12 +128,26 @@ class RawOutputs(nn.Module):
 
 
 class HeadTask(Task):
-    """SSDLite or LR-ASPP on synthetic shapes (`--data synthetic:N`)."""
+    """SSDLite or LR-ASPP on synthetic shapes (`--data synthetic:N`) or on real data (`--data`
+    a folder of images, labelled by the task's `input_flag`)."""
 
     labels: tuple[str, ...] = ()
     model_type: type[nn.Module] = nn.Module
+    input_flag = ""  # the config key labelling --data: annotations or masks
+    input_help = ""
+    class_names: list[str] = []  # the data's, set by `data`
 
     def data(self, info: DistInfo) -> TaskData:
+        config = self.config
+        folders = {synthetic_count(d) is None for d in (config.data, config.val_data) if d}
+        if len(folders) > 1:
+            raise DatasetError(f"--data {config.data} and --val-data {config.val_data}: both "
+                               "synthetic:N or both folders")  # fmt: skip
+        data = self.real_data(info) if folders == {True} else self.synthetic_data(info)
+        self.class_names = data.labels
+        return data
+
+    def synthetic_data(self, info: DistInfo) -> TaskData:
         config = self.config
         val_set = None
         if config.val_data:
@@ -132,11 +155,19 @@ class HeadTask(Task):
         return TaskData(self._synthetic(config.data, split=0), val_set, list(self.labels), None)
 
     def _synthetic(self, data: str, split: int) -> SyntheticShapes:
-        count = synthetic_count(data)
-        if count is None:
-            raise DatasetError(f"{data}: {self.name} trains on synthetic:N images (shapes drawn "
-                               "on noise) for now; no folder reader yet")  # fmt: skip
-        return SyntheticShapes(self.name, count, self.config.image_size, self.config.seed, split)
+        return SyntheticShapes(self.name, synthetic_count(data), self.config.image_size,
+                               self.config.seed, split)  # fmt: skip
+
+    def labelled(self, val: bool = False) -> tuple[str, str]:
+        """(images folder, its labels) of the training or validation data; both are needed."""
+        prefix = "val_" if val else ""
+        images, labels = (getattr(self.config, prefix + k) for k in ("data", self.input_flag))
+        if not labels:
+            flag = f"--{prefix}{self.input_flag}".replace("_", "-")
+            raise DatasetError(f"--{prefix.replace('_', '-')}data {images}: {self.name} on a "
+                               f"folder needs {flag} ({self.input_help}), or train on "
+                               "synthetic:N images")  # fmt: skip
+        return images, labels
 
     def build_model(self, num_classes: int) -> nn.Module:
         """A fresh head model (`--model`, initialized as the config says) or trained weights."""
@@ -170,6 +201,28 @@ class Detection(HeadTask):
     name = "detection"
     model_type = SSDLite
     labels = SHAPES
+    input_flag = "annotations"
+    input_help = "a COCO instances_*.json naming the folder's images"
+    val_coco: CocoSet | None = None
+
+    def real_data(self, info: DistInfo) -> TaskData:
+        """COCO files: class k is category id k (as `evaluate` maps them), the classes are
+        1..the largest id (COCO's 90 with its 10 unused ids, as the zoo detectors have)."""
+        c = self.config
+        coco = read_coco(*reversed(self.labelled()), c.num_classes or SSDLiteSpec.num_classes)
+        if not coco.names:
+            raise DatasetError(f"{c.annotations}: no categories; a detector needs classes")
+        labels = [coco.names.get(k, f"class {k}") for k in range(1, max(coco.names) + 1)]
+        val_set = None
+        if c.val_data:
+            self.val_coco = read_coco(*reversed(self.labelled(val=True)),
+                                      c.num_classes or len(labels))  # fmt: skip
+            val_set = _shard(CocoDetection(self.val_coco, c.image_size, c.seed, False), info)
+        return TaskData(CocoDetection(coco, c.image_size, c.seed, c.flip), val_set, labels, None)
+
+    def val_metric(self, module: nn.Module) -> CocoMAP | None:
+        """COCO mAP on real validation data (synthetic shapes have no COCO file)."""
+        return CocoMAP(module.model.postprocess, self.val_coco) if self.val_coco else None
 
     def initialize(self, model: nn.Module) -> None:
         """The config's class_prediction_bias_init: every class starts unlikely (sigmoid -4.6
@@ -189,6 +242,30 @@ class Segmentation(HeadTask):
     name = "segmentation"
     model_type = LRASPP
     labels = ("background", *SHAPES)
+    input_flag = "masks"
+    input_help = "a folder of Cityscapes label-id masks, or of train ids with --train-ids"
+
+    def real_data(self, info: DistInfo) -> TaskData:
+        """Cityscapes masks (`evaluate`'s pairing), 19 train ids; DeepLab's training crops of
+        image_size, validation on whole images."""
+        c = self.config
+        low, high = c.scale_range
+        if not 0 < low <= high:
+            raise ConfigError(f"scale_range {c.scale_range}: give [low, high], 0 < low <= high")
+        pairs = pair_masks(*self.labelled(), c.train_ids)
+        train_set = MaskFolder(pairs, c.train_ids, c.seed, crop=c.image_size,
+                               scale_range=(low, high), flip=c.flip)  # fmt: skip
+        val_set = None
+        if c.val_data:
+            pairs = pair_masks(*self.labelled(val=True), c.train_ids)
+            val_set = _shard(MaskFolder(pairs, c.train_ids, c.seed), info)
+        return TaskData(train_set, val_set, list(TRAIN_NAMES), None)
+
+    def val_metric(self, module: nn.Module) -> MeanIoU:
+        """mIoU over the model's classes (synthetic or Cityscapes)."""
+        classes = module.model.num_classes
+        names = [*self.class_names, *(f"class {k}" for k in range(classes))][:classes]
+        return MeanIoU(names)
 
     def loss(self, raw: dict[str, torch.Tensor], labels: torch.Tensor,
              training: bool) -> LossTerms:  # fmt: skip

@@ -83,19 +83,24 @@ def cache_features(model: MobileNet, train_set: ImageDataset, val_set: Subset | 
 def evaluate_model(module: nn.Module, task: Task, val_set: Dataset,
                    info: DistInfo) -> dict[str, Any]:  # fmt: skip
     """The task's loss (without label smoothing) and accuracy of `module` on this rank's
-    `val_set`, summed over ranks."""
+    `val_set`, summed over ranks, and the task's own metric where it has one (mAP, mIoU)."""
     config = task.config
     was_training = module.training
     module.eval()
+    metric = task.val_metric(module)
     sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss, its divisor, correct, counted, inputs
     for images, target, _ in DataLoader(val_set, config.batch_size,
                                         num_workers=config.num_workers):  # fmt: skip
         images, target = images.to(info.device), to_device(target, info.device)
         with torch.autocast(info.device.type, torch.bfloat16, enabled=config.amp == "bf16"):
-            terms = task.loss(module(images), target, training=False)
+            outputs = module(images)
+            terms = task.loss(outputs, target, training=False)
+        if metric is not None:
+            metric.add(outputs, target)
         sums = [a + b for a, b in zip(sums, [terms.total.item(), terms.normalizer, terms.correct,
                                              terms.count, images.shape[0]], strict=True)]
     module.train(was_training)
     loss, normalizer, correct, count, inputs = all_reduce_sum(sums, info)
+    extra = metric.result(info) if metric is not None else {}
     return {"val_loss": loss / max(normalizer, 1), "val_accuracy": correct / max(count, 1),
-            "val_images": int(inputs)}  # fmt: skip
+            "val_images": int(inputs), **extra}  # fmt: skip
