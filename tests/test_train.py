@@ -235,19 +235,19 @@ def test_ddp_resume_after_kill_is_bitwise_identical(tmp_path: Path, shared: Path
     """Two processes (gloo, CPU) killed mid-epoch, workers and launcher at once, then resumed
     from the last checkpoint: the same model, optimizer, every rank's RNG and meters as an
     uninterrupted two-process run."""
-    data = image_folder(tmp_path / "data", shared, 64, label=lambda i: f"c{i % 4}")
+    data = image_folder(tmp_path / "data", shared, 96, label=lambda i: f"c{i % 4}")
     common = ["--data", str(data), *SMALL, "--batch-size", "4", "--epochs", "20",
-              "--checkpoint-every", "3", "--max-steps", "12", "--set", "log_every=1"]  # fmt: skip
+              "--checkpoint-every", "3", "--max-steps", "14", "--set", "log_every=1"]  # fmt: skip
     whole = cli(*common, "--output", str(tmp_path / "whole"), torchrun=2)
     assert whole.returncode == 0, whole.stderr[-2000:]
     run = tmp_path / "cut"
     kill_mid_run(command(*common, "--output", str(run), torchrun=2), run, after_step=4)
     killed = load_checkpoint(run / "checkpoints" / "last.pt")
-    # 8 steps per epoch (64 images, 2 x 4 a step): the checkpoint of step 3 or 6, mid-epoch
-    assert killed["world_size"] == 2 and killed["epoch"] == 0 and 0 < killed["batch"] < 8
+    # 12 steps per epoch (96 images, 2 x 4 a step): the checkpoint of step 3, 6 or 9, mid-epoch
+    assert killed["world_size"] == 2 and killed["epoch"] == 0 and 0 < killed["batch"] < 12
     resumed = cli(*common, "--output", str(run), "--resume", torchrun=2)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a, b = _final_state(tmp_path / "whole"), _final_state(run)
-    assert len(a["ranks"]) == 2 and a["step"] == 12
+    assert len(a["ranks"]) == 2 and (a["step"], a["epoch"], a["batch"]) == (14, 1, 2)
     for key in ("model", "ema", "optimizer", "scheduler", "ranks", "step", "epoch", "batch"):
         _assert_identical(a[key], b[key], key)
