@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +17,37 @@ from mobilenetv3.data.labels import (
 )
 
 
-def test_shipped_labels_equal_reference_file(shared: Path) -> None:
-    shipped = resources.files("mobilenetv3").joinpath("data", "imagenet_1001.txt").read_bytes()
-    assert shipped == (shared / "pretrained" / "labels_1001.txt").read_bytes()
-    reference = [
-        line.split(":", 1)[1]
-        for line in (shared / "pretrained" / "labels_1001.txt").read_text().splitlines()
-    ]
-    assert imagenet_labels(1001) == reference
+def _generator():
+    """tools/labels/make_imagenet_labels.py, which derives the shipped names file."""
+    path = Path(__file__).resolve().parents[1] / "tools" / "labels" / "make_imagenet_labels.py"
+    spec = importlib.util.spec_from_file_location("make_imagenet_labels", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shipped_labels_agree_with_slim_for_every_synset(shared: Path) -> None:
+    """The shipped names come from the public WordNet lemma table (timm's copy); slim's file
+    comes from the same table (tensorflow/models' imagenet_metadata.txt): all 1001 agree."""
+    text = (shared / "pretrained" / "labels_1001.txt").read_text()
+    reference = {int(i): name for i, name in (line.split(":", 1) for line in text.splitlines())}
+    ours = imagenet_labels(1001)
+    differ = [s for s in synsets() if ours[synset_to_index(s)] != reference[synset_to_index(s)]]
+    assert len(reference) == 1001 and ours[0] == reference[0] == "background"
+    assert differ == []
+
+
+def test_generator_writes_slims_label_file_format(tmp_path: Path) -> None:
+    """Background at 0, the 1000 synsets sorted from 1, whatever the table's order or extras."""
+    make = _generator()
+    wanted = list(synsets())
+    rows = [f"{s}\tname of {s}\n" for s in reversed(wanted)] + ["n00004475\torganism, being\n"]
+    text = make.labels_1001("".join(rows), list(reversed(wanted)))
+    lines = text.splitlines()
+    assert lines[0] == "0:background" and len(lines) == 1001 and text.endswith("\n")
+    assert lines[1] == f"1:name of {wanted[0]}" and lines[1000] == f"1000:name of {wanted[-1]}"
+    with pytest.raises(ValueError, match=wanted[3]):
+        make.labels_1001("".join(rows[:996] + rows[997:]), wanted)
 
 
 def test_shipped_synsets_equal_sample_folder(shared: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import mobilenetv3
 from mobilenetv3.cli import main
@@ -27,6 +28,10 @@ from mobilenetv3.weights.loading import WeightsError
 
 SMALL = "v3-small_224_1.0_uint8.tflite"
 CALIBRATION = 96  # odd-label photos; every even-label photo (500) evaluates
+# This process's share of the cores (conftest: one per xdist worker). A runner given more sets
+# torch's count for the rest of the worker and spins against the other worker: the pt2 test
+# took 224 s with 2 threads and 67 s with 1 on 2 loaded cores.
+THREADS = torch.get_num_threads()
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +67,10 @@ def top1(runner, images: np.ndarray, labels: np.ndarray) -> float:
 
 def test_onnx_int8_keeps_float_accuracy(shared, small, split, int8_onnx):
     _, images, labels = split
-    float_acc = top1(export_runner("onnxruntime", small, threads=2), images, labels)
-    int8_acc = top1(int8_runner(int8_onnx, threads=2), images, labels)
-    official = top1(make_runner("litert", shared / "pretrained" / SMALL, threads=2), images, labels)
+    float_acc = top1(export_runner("onnxruntime", small, threads=THREADS), images, labels)
+    int8_acc = top1(int8_runner(int8_onnx, threads=THREADS), images, labels)
+    official_file = make_runner("litert", shared / "pretrained" / SMALL, threads=THREADS)
+    official = top1(official_file, images, labels)
     print(f"float {float_acc:.1f}  int8 {int8_acc:.1f}  official uint8 {official:.1f}")
     assert is_quantized_file(int8_onnx)
     assert int8_acc >= float_acc - 1.0
@@ -144,8 +150,8 @@ def test_torch_pt2_int8_keeps_float_accuracy(small, split, int8_pt2):
     activations; x86's defaults lost 14 points here)."""
     _, images, labels = split
     assert is_quantized_file(int8_pt2) and int8_model_info(int8_pt2).name == "v3_small_1.0_int8"
-    float_acc = top1(make_runner("torch", small, threads=2), images, labels)
-    int8_acc = top1(int8_runner(int8_pt2, "torch", threads=2), images, labels)
+    float_acc = top1(make_runner("torch", small, threads=THREADS), images, labels)
+    int8_acc = top1(int8_runner(int8_pt2, "torch", threads=THREADS), images, labels)
     print(f"float {float_acc:.1f}  torch int8 {int8_acc:.1f}")
     assert int8_acc >= float_acc - 1.0
 
@@ -248,10 +254,10 @@ def test_learned_int8_tflite_matches_the_official_file(split, learned):
     moves by up to 2 points between the two (Small 77.8 / 76.0 on these 500 photos)."""
     official_path, model, path = learned
     _, images, labels = split
-    runs = {"int8": make_runner("litert", path, threads=2),
-            "official": make_runner("litert", official_path, threads=2),
-            "official builtin": LiteRTRunner(official_path, threads=2, xnnpack=False),
-            "float": export_runner("onnxruntime", model, threads=2)}  # fmt: skip
+    runs = {"int8": make_runner("litert", path, threads=THREADS),
+            "official": make_runner("litert", official_path, threads=THREADS),
+            "official builtin": LiteRTRunner(official_path, threads=THREADS, xnnpack=False),
+            "float": export_runner("onnxruntime", model, threads=THREADS)}  # fmt: skip
     preds = {k: _predict(r, images) for k, r in runs.items()}
     acc = {k: 100.0 * float((p == labels).mean()) for k, p in preds.items()}
     agree = {k: 100.0 * float((p == preds["official"]).mean()) for k, p in preds.items()}

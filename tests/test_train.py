@@ -34,13 +34,43 @@ def image_folder(root: Path, shared: Path, count: int, label=None) -> Path:
     return root
 
 
-def cli(*args: str, torchrun: int = 0) -> subprocess.CompletedProcess:
+def command(*args: str, torchrun: int = 0) -> list[str]:
+    """`mobilenetv3 train ARGS`, in `torchrun` processes where given."""
     launcher = [sys.executable, "-m", "mobilenetv3"]
     if torchrun:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                     f"--nproc_per_node={torchrun}", "-m", "mobilenetv3"]  # fmt: skip
-    return subprocess.run([*launcher, "train", *args], env=ENV, capture_output=True, text=True,
-                          timeout=240)  # fmt: skip
+    return [*launcher, "train", *args]
+
+
+def cli(*args: str, torchrun: int = 0) -> subprocess.CompletedProcess:
+    return subprocess.run(command(*args, torchrun=torchrun), env=ENV, capture_output=True,
+                          text=True, timeout=240)  # fmt: skip
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and everything it started (torchrun's workers run in sessions of
+    their own, so a process group would miss them): a machine failing mid-run."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for child in children.read_text().split() if children.exists() else []:
+        _kill_tree(int(child))
+    os.kill(pid, signal.SIGKILL)
+
+
+def kill_mid_run(argv: list[str], run: Path, after_step: int) -> None:
+    """Start the training `argv` and SIGKILL it (workers included) once its log passes
+    `after_step`; at most --checkpoint-every steps are lost."""
+    process = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    log, deadline = run / "log.jsonl", time.monotonic() + 200
+    while process.poll() is None and time.monotonic() < deadline:
+        steps = [json.loads(line).get("step", 0) for line in log.read_text().splitlines()] if (
+            log.exists()) else [0]  # fmt: skip
+        if max(steps) >= after_step:
+            _kill_tree(process.pid)
+            break
+        time.sleep(0.01)
+    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -191,22 +221,33 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path: Path, shar
     whole = cli(*common, "--output", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-2000:]
     run = tmp_path / "cut"
-    process = subprocess.Popen([sys.executable, "-m", "mobilenetv3", "train", *common,
-                                "--output", str(run)], env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    log, deadline = run / "log.jsonl", time.monotonic() + 200
-    while process.poll() is None and time.monotonic() < deadline:
-        steps = [json.loads(line).get("step", 0) for line in log.read_text().splitlines()] if (
-            log.exists()) else [0]  # fmt: skip
-        if max(steps) >= 10:  # past the step-8 checkpoint, mid-epoch (3 steps per epoch)
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    kill_mid_run(command(*common, "--output", str(run)), run, after_step=10)  # past step 8
     killed_at = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
     assert killed_at < 30
     resumed = cli(*common, "--output", str(run), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a, b = _final_state(tmp_path / "whole"), _final_state(run)
+    for key in ("model", "ema", "optimizer", "scheduler", "ranks", "step", "epoch", "batch"):
+        _assert_identical(a[key], b[key], key)
+
+
+def test_ddp_resume_after_kill_is_bitwise_identical(tmp_path: Path, shared: Path) -> None:
+    """Two processes (gloo, CPU) killed mid-epoch, workers and launcher at once, then resumed
+    from the last checkpoint: the same model, optimizer, every rank's RNG and meters as an
+    uninterrupted two-process run."""
+    data = image_folder(tmp_path / "data", shared, 96, label=lambda i: f"c{i % 4}")
+    common = ["--data", str(data), *SMALL, "--batch-size", "4", "--epochs", "20",
+              "--checkpoint-every", "3", "--max-steps", "14", "--set", "log_every=1"]  # fmt: skip
+    whole = cli(*common, "--output", str(tmp_path / "whole"), torchrun=2)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    run = tmp_path / "cut"
+    kill_mid_run(command(*common, "--output", str(run), torchrun=2), run, after_step=4)
+    killed = load_checkpoint(run / "checkpoints" / "last.pt")
+    # 12 steps per epoch (96 images, 2 x 4 a step): the checkpoint of step 3, 6 or 9, mid-epoch
+    assert killed["world_size"] == 2 and killed["epoch"] == 0 and 0 < killed["batch"] < 12
+    resumed = cli(*common, "--output", str(run), "--resume", torchrun=2)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _final_state(tmp_path / "whole"), _final_state(run)
+    assert len(a["ranks"]) == 2 and (a["step"], a["epoch"], a["batch"]) == (14, 1, 2)
     for key in ("model", "ema", "optimizer", "scheduler", "ranks", "step", "epoch", "batch"):
         _assert_identical(a[key], b[key], key)

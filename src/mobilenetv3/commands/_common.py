@@ -138,13 +138,16 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="auto", choices=("auto", *ENGINES),
                         help="what runs the model; auto: the fastest installed for the file "
                              "that agrees with torch (see README)")  # fmt: skip
-    parser.add_argument("--device", default="auto", type=device_arg,
-                        help="where torch runs: auto (a GPU if there is one), cpu, cuda, "
-                             "cuda:N")  # fmt: skip
+    add_device(parser, "where torch runs")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="engine threads (default: half the cores; decoding uses the rest)")
     parser.add_argument("--workers", type=nonnegative_int, default=2,
                         help="decoding threads (0: decode in the main thread)")  # fmt: skip
+
+
+def add_device(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--device", default="auto", type=device_arg,
+                        help=f"{what}: auto (a GPU if there is one), cpu, cuda, cuda:N")
 
 
 def device_arg(value: str) -> str:

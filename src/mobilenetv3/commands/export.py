@@ -7,6 +7,7 @@ import argparse
 from mobilenetv3.commands._common import (
     SUFFIXES,
     add_dequantize,
+    add_device,
     add_image_size,
     add_model_arguments,
     check_suffix,
@@ -32,18 +33,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--softmax", action="store_true", help="output probabilities, not logits")
     parser.add_argument("--no-check", action="store_true",
                         help="skip running the file against PyTorch after writing it")  # fmt: skip
+    add_device(parser, "where PyTorch's side of the check runs (the file runs on the CPU)")
 
 
 def run(args: argparse.Namespace) -> int:
     from mobilenetv3.commands._common import load_model
     from mobilenetv3.export import export, randomize
+    from mobilenetv3.export.check import reference_device
+    from mobilenetv3.runtime.auto import resolve_device
 
     check_suffix(args.output, args.format)
+    device = resolve_device(args.device)
     model = load_model(args)
     if args.weights is None:
         randomize(model)  # non-trivial BatchNorm, so the check below means something
-    result = export(model, args.output, args.format, image_size=args.image_size,
-                    dynamic_batch=args.dynamic_batch, softmax=args.softmax,
-                    check=not args.no_check)  # fmt: skip
+    with reference_device(device):
+        result = export(model, args.output, args.format, image_size=args.image_size,
+                        dynamic_batch=args.dynamic_batch, softmax=args.softmax,
+                        check=not args.no_check)  # fmt: skip
     print(f"wrote {result}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mobilenetv3.commands._common import (
+    add_device,
     add_image_limit_argument,
     add_model_arguments,
     check_suffix,
@@ -42,18 +43,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=writable_path,
                         help="int8 file to write (atomically), its extension the format's")
     add_image_limit_argument(parser)
+    add_device(parser, "where PyTorch's side of the int8 TFLite check runs (the file runs on "
+                       "the CPU)")
 
 
 def run(args: argparse.Namespace) -> int:
     from mobilenetv3.commands._common import load_model
+    from mobilenetv3.export.check import reference_device
     from mobilenetv3.quantize import default_method, quantize_folder
+    from mobilenetv3.runtime.auto import resolve_device
 
     check_suffix(args.output, args.format)
+    device = resolve_device(args.device)
     args.dequantize = True  # an 8-bit .tflite given here is float weights (and its ranges)
     model = load_model(args)
     method = args.method or default_method(model, args.format)
-    path = quantize_folder(model, args.calibration, args.output, args.format,
-                           num_images=args.num_images, subset=args.subset,
-                           method=method, max_pixels=args.max_pixels)  # fmt: skip
+    with reference_device(device):
+        path = quantize_folder(model, args.calibration, args.output, args.format,
+                               num_images=args.num_images, subset=args.subset,
+                               method=method, max_pixels=args.max_pixels)  # fmt: skip
     print(f"wrote int8 {args.format} ({method} activation ranges) -> {path}")
     return 0

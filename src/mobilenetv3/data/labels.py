@@ -6,7 +6,8 @@ Two conventions exist and both occur in released files:
 - 1000 classes (torchvision, timm): the same classes without background.
 So `slim_index = index_1000 + 1` (`to_slim_index` / `from_slim_index`).
 
-The names (`data/imagenet_1001.txt`, lines `i:name`) and the 1000 sorted WordNet ids
+The names (`data/imagenet_1001.txt`, lines `i:name`; derived from the public WordNet lemma
+table by `tools/labels/make_imagenet_labels.py`) and the 1000 sorted WordNet ids
 (`data/imagenet_synsets.txt`) ship with the package; class index = position in sorted order.
 """
 

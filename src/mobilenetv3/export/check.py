@@ -1,9 +1,16 @@
 """What every exporter shares: its result, and the check of a written file in its engine
-against PyTorch (a reproducible input, PyTorch's output, the max abs difference)."""
+against PyTorch (a reproducible input, PyTorch's output, the max abs difference).
+
+PyTorch's side of the check runs on the CPU unless a command asks for another device with
+`reference_device` (its `--device`); the file's engine always runs on the CPU."""
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +45,28 @@ def max_abs_diff(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> 
     return float(np.max(np.abs(a - b)))
 
 
+_DEVICE: ContextVar[str] = ContextVar("reference_device", default="cpu")
+
+
+@contextmanager
+def reference_device(device: torch.device | str) -> Iterator[None]:
+    """Run PyTorch's side of every check inside the block on `device` (the exporters are
+    unchanged: they write from the CPU model)."""
+    token = _DEVICE.set(str(device))
+    try:
+        yield
+    finally:
+        _DEVICE.reset(token)
+
+
 def reference_output(model: nn.Module, x: torch.Tensor, softmax: bool) -> np.ndarray:
-    """PyTorch's answer for the check after an export."""
-    with torch.inference_mode():
-        out = model.eval()(x)
-    return (out.softmax(-1) if softmax else out).numpy()
+    """PyTorch's answer for the check after an export, on the `reference_device` (a copy of
+    the model there; cuDNN without TF32, so a GPU answers in float32 as the CPU does)."""
+    device = torch.device(_DEVICE.get())
+    reference = model if device.type == "cpu" else copy.deepcopy(model).to(device)
+    with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        out = reference.eval()(x.to(device))
+    return (out.softmax(-1) if softmax else out).cpu().numpy()
 
 
 def engine_difference(engine: str, path: str | os.PathLike, model: nn.Module,
