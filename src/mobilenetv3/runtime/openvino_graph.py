@@ -6,14 +6,17 @@ table: the HardSigmoid) and, for hard-swish, a QLinearMul. OpenVINO reads those 
 elementwise ops between u8 tensors that it cannot fold into the convolution before them: on
 V3-Small (batch 1, 1 thread) 29 such snippets and the layout reorders around them took 1.4 of
 3.7 ms, and the int8 file ran 1.4x slower than OpenVINO's float export (the HardSigmoid
-bottleneck of openvinotoolkit/openvino#11898). `standard_activations` writes them back as
-DequantizeLinear -> HardSigmoid / HardSwish -> QuantizeLinear, which OpenVINO's low-precision
-transformations fold into the int8 convolution (an eltwise post-op and its requantization).
+bottleneck of openvinotoolkit/openvino#11898). Worse, OpenVINO 2026.4 reads QLinearLeakyRelu
+without saturating: table codes outside 0..255 wrap around (x = -5 gives a gate of 0.675, not
+0), so the file's top-1 agreed with ONNX Runtime's on 0.2% of photos. `standard_activations`
+writes them back as DequantizeLinear -> HardSigmoid / HardSwish -> QuantizeLinear, which
+OpenVINO's low-precision transformations fold into the int8 convolution (an eltwise post-op and
+its requantization).
 
 The same function: the table maps x to round(255 a x) + round(255 b) on the scale 1/255, i.e.
 QuantizeLinear(HardSigmoid(a, b') x, 1/255) with b' = round(255 b) / 255 exactly (its zero
 point is an integer). Hard-swish becomes ONNX HardSwish (b = 1/2, the gate not rounded to
-1/255 before the multiply): within one output step of ONNX Runtime's table and multiply.
+1/255 before the multiply): each within one step of ONNX Runtime's table and multiply.
 """
 
 from __future__ import annotations
