@@ -264,6 +264,8 @@ def engines_chart(rows: list[dict], clock: float, path: Path, note: str = "") ->
     """Every engine's median over the fastest engine's, per model, a panel per batch size and
     thread count (log scale), with each model's compute limit on the same scale (a black dash
     below 1: how far the winner is from it). `note`: the machine and date."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
     ours = [r for r in rows if "official" not in r["model"]]
     engines = list(dict.fromkeys(r["engine"] for r in ours))
     fig, axes = new_figure((14.0, 9.0), panels=(2, 2))
@@ -281,8 +283,9 @@ def engines_chart(rows: list[dict], clock: float, path: Path, note: str = "") ->
             limit = compute_limit_ms(name, batch, threads, clock) / best
             ax.hlines(limit, i - 0.4, i + 0.4, colors="black", label="compute limit")
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter("{x:g}x")
-        ax.yaxis.set_minor_formatter("{x:g}x")
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.axhline(1.0, color="gray", linewidth=0.8)
         ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=7)
         ax.set_title(f"batch {batch}, {threads} thread(s)", fontsize=9)
