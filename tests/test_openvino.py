@@ -86,11 +86,12 @@ def test_int8_onnx_runs_int8_kernels_and_predicts_as_onnxruntime(small_int8) -> 
     """Same file, two runtimes. Their integers differ by rounding: ONNX Runtime's table op
     rounds the hard-swish gate to 1/255 before its multiply, OpenVINO (given the same
     activations as HardSwish) does not, and each requantizes its accumulators its own way. One
-    step in an activation moves logits by a few output steps, so images with a close runner-up
-    flip: measured 93.2% agreement on the 500 even-label photos (ONNX Runtime run on the two
-    forms of the file agrees 92.6% with itself; the official uint8 file in LiteRT's XNNPACK vs
-    its builtin kernels 88.6%). Bound: 88%, the kernel-to-kernel figure. OpenVINO given the
-    table ops as they are ran them wrongly (0.2% agreement)."""
+    step in an activation moves logits by a few output steps (measured: 2.7 on average here, 4
+    bounds it; the table ops as OpenVINO reads them, wrongly, gave 12.7), so images with a
+    close runner-up flip: measured 94.5% agreement here, 93.0% over the 1000 photos in
+    benchmarks/int8.py's folds (ONNX Runtime run on the two forms of the file agrees 92.6% with
+    itself; the official uint8 file in LiteRT's XNNPACK vs its builtin kernels 88.6%). Bound:
+    88%, that kernel-to-kernel figure; the wrong reading gave 0.2%."""
     import onnx
     from onnx import numpy_helper
 
@@ -109,7 +110,7 @@ def test_int8_onnx_runs_int8_kernels_and_predicts_as_onnxruntime(small_int8) -> 
     step, zero = float(inits[dq.input[1]]), int(inits[dq.input[2]])
     codes = ours / step + zero  # OpenVINO's logits lie on the file's output grid
     np.testing.assert_allclose(codes, np.round(codes), atol=1e-3)
-    assert np.abs(ours - theirs).mean() <= 3 * step and theirs.std() > 10 * step
+    assert np.abs(ours - theirs).mean() <= 4 * step and theirs.std() > 10 * step
     assert (ours.argmax(1) == theirs.argmax(1)).mean() >= 0.88
 
 
