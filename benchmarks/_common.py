@@ -65,15 +65,18 @@ def write_json(path: Path, document: Any) -> Path:
     return atomic_write(path, document)
 
 
-def new_figure(size: tuple[float, float] = (8.0, 5.0)) -> tuple[Any, Any]:
-    """A figure of exactly size x 100 dpi pixels (no tight bbox, so tests can check it)."""
+def new_figure(size: tuple[float, float] = (8.0, 5.0), panels: tuple[int, int] = (1, 1)
+               ) -> tuple[Any, Any]:  # fmt: skip
+    """A figure of exactly size x 100 dpi pixels (no tight bbox, so tests can check it): one
+    axes, or a grid of `panels` (rows, columns) as an array of axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=size, dpi=100)
-    ax.grid(True, alpha=0.3)
+    fig, ax = plt.subplots(*panels, figsize=size, dpi=100)
+    for each in getattr(ax, "flat", [ax]):
+        each.grid(True, alpha=0.3)
     return fig, ax
 
 

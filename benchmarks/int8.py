@@ -7,7 +7,8 @@ program) in torch eager, and with --inductor both through torch.compile (compili
 program takes minutes on 2 cores). Weights read from an official 8-bit .tflite add that file
 in LiteRT (XNNPACK, and builtin kernels only: their rounding differs, which bounds how alike
 two int8 runs of one network can be) and our int8 TFLite with the file's learned ranges.
-Where the [openvino] extra is installed: the float ONNX export in OpenVINO. (ExecuTorch sizes
+Where the [openvino] extra is installed: the float ONNX export and the ORT int8 (QDQ) file in
+OpenVINO (its int8 kernels: `runtime.openvino_graph`). (ExecuTorch sizes
 its thread pool once per process, so its 1- and 2-thread rows cannot share this run.)
 Top-1 and agreement with the official file: all 1000 sample photos in two folds (calibrate on
 the odd-label half, evaluate the even-label half, and back), so no photo is evaluated by a
@@ -110,6 +111,7 @@ def runners(model: Any, files: dict[str, Path], threads: int, batch: int,
         out[("litert", "official uint8 builtin")] = LiteRTRunner(official, threads, False)
     if installed("openvino"):
         out[("openvino", "float")] = make_runner("openvino", files["float_onnx"], threads=threads)
+        out[("openvino", "int8")] = int8_runner(files["int8_onnx"], "openvino", threads=threads)
     out[("torch", "float")] = make_runner("torch", model, threads=threads)
     out[("torch", "int8")] = int8_runner(files["int8_pt2"], "torch", threads=threads)
     if inductor:

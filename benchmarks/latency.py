@@ -6,8 +6,11 @@ ONNX Runtime, LiteRT on our float export; ExecuTorch and OpenVINO where their ex
 installed), the ratio to the fastest engine per row; then batch 32 at the same thread counts;
 per model and setting, the winning engine, its lead over the runner-up, and how far it is from
 the compute limit (MACs x 2 / (threads x 64 FLOP/cycle x clock): fp32 FMA on two AVX-512
-units); a torch.profiler note on eager; JSON and a latency-vs-top-1 PNG (published top-1,
-labelled so) in benchmarks/results/.
+units); a torch.profiler note on eager; JSON, a latency-vs-top-1 PNG (published top-1,
+labelled so) and a PNG of every engine relative to the fastest with the compute limit
+(`engines_chart`; machine and date in both titles) in benchmarks/results/. ExecuTorch sizes its
+thread pool once per process, so with several thread counts it is measured in a child process
+per count (`rows_apart`), not round-robin with the others.
 
 Run: `.venv/bin/python benchmarks/latency.py [--quick]` (full ~10 min on 2 cores, quick ~2).
 torch.compile compiles once per model (~15-60 s on 2 cores), so the full run compiles only
@@ -18,9 +21,12 @@ table covers those three. Engines are timed round-robin so they share the backgr
 from __future__ import annotations
 
 import argparse
+import datetime
+import functools
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -55,6 +61,7 @@ FULL_MODELS = [f"v2_{m}{'_finegrain' if m != '1.0' else ''}" for m in MULTIPLIER
 QUICK_MODELS = ["v2_1.0", "v3_large_1.0", "v3_small_1.0"]
 ENGINES = KINDS + tuple(e for e in EXTRA_KINDS if installed(e))
 FLOP_PER_CYCLE = 64  # fp32 per core: 2 AVX-512 FMA units x 16 lanes x 2 FLOP
+ONE_THREAD_COUNT = ("executorch",)  # engines measured one thread count per process: rows_apart
 
 
 def run_latency(models: list[str], engines: list[str], threads: list[int], *, warmup: int,
@@ -113,6 +120,25 @@ def clock_hz() -> float:
     return max(mhz) * 1e6 if mhz else float("nan")
 
 
+@functools.cache
+def _macs(name: str) -> int:
+    return mobilenetv3.count_macs(mobilenetv3.create_model(name))
+
+
+def compute_limit_ms(name: str, batch: int, threads: int, clock: float) -> float:
+    """The fp32 compute limit: MACs x 2 x batch / (threads x FLOP_PER_CYCLE x clock)."""
+    return 2 * _macs(name) * batch / (threads * FLOP_PER_CYCLE * clock) * 1e3
+
+
+def machine() -> str:
+    """The CPU's model name and core count, as captions state them."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                platform.processor() or platform.machine())  # fmt: skip
+    return f"{name}, {os.cpu_count()} cores"
+
+
 def winners(rows: list[dict], clock: float) -> list[str]:
     """Per model, threads and batch: the fastest engine, its lead over the runner-up, and its
     time over the compute limit (MACs x 2 x batch / (threads x FLOP_PER_CYCLE x clock))."""
@@ -124,8 +150,7 @@ def winners(rows: list[dict], clock: float) -> list[str]:
     for (name, threads, batch), pool in groups.items():
         ranked = sorted(pool, key=lambda r: r["median_ms"])
         best = ranked[0]
-        macs = mobilenetv3.count_macs(mobilenetv3.create_model(name))
-        limit_ms = 2 * macs * batch / (threads * FLOP_PER_CYCLE * clock) * 1e3
+        limit_ms = compute_limit_ms(name, batch, threads, clock)
         lead = (f"{ranked[1]['median_ms'] / best['median_ms']:.2f}x ahead of {ranked[1]['engine']}"
                 if len(ranked) > 1 else "alone")  # fmt: skip
         lines.append(f"{name:<28} thr {threads} batch {batch:>2}: {best['engine']:<13} "
@@ -195,10 +220,11 @@ def _best_point(rows: list[dict], name: str, threads: int, published: dict) -> t
     return (best["median_ms"], published[name]["top1"]) if best and name in published else None
 
 
-def latency_chart(rows: list[dict], published: dict[str, dict], path: Path,
-                  threads: int = 1) -> Path:  # fmt: skip
+def latency_chart(rows: list[dict], published: dict[str, dict], path: Path, threads: int = 1,
+                  note: str = "") -> Path:  # fmt: skip
     """Latency (fastest engine per model, batch 1) vs published top-1: a line per family in
-    depth-multiplier order, minimalistic models and the official uint8 files as markers."""
+    depth-multiplier order, minimalistic models and the official uint8 files as markers;
+    `note` (the machine and date) under the title."""
     from mobilenetv3.core.specs import parse_variant
 
     fig, ax = new_figure()
@@ -225,9 +251,80 @@ def latency_chart(rows: list[dict], published: dict[str, dict], path: Path,
                         fontsize=7, textcoords="offset points", xytext=(5, 3))  # fmt: skip
     ax.set_xlabel(f"latency, ms (batch 1, 224x224, {threads} CPU thread(s), fastest engine)")
     ax.set_ylabel("ImageNet top-1, % (published figures)")
-    ax.set_title("MobileNet CPU latency vs published top-1")
+    ax.set_title("MobileNet CPU latency vs published top-1" + (f"\n({note})" if note else ""),
+                 fontsize=10)  # fmt: skip
     ax.legend(loc="lower right")
     return save_figure(fig, path)
+
+
+PANELS = ((1, 1), (1, 2), (32, 1), (32, 2))  # (batch, threads)
+
+
+def engines_chart(rows: list[dict], clock: float, path: Path, note: str = "") -> Path:
+    """Every engine's median over the fastest engine's, per model, a panel per batch size and
+    thread count (log scale), with each model's compute limit on the same scale (a black dash
+    below 1: how far the winner is from it). `note`: the machine and date."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    ours = [r for r in rows if "official" not in r["model"]]
+    engines = list(dict.fromkeys(r["engine"] for r in ours))
+    fig, axes = new_figure((14.0, 9.0), panels=(2, 2))
+    for ax, (batch, threads) in zip(axes.flat, PANELS, strict=True):
+        panel = [r for r in ours if r["batch"] == batch and r["threads"] == threads]
+        models = list(dict.fromkeys(r["model"] for r in panel))
+        width = 0.8 / max(len(engines), 1)
+        for i, name in enumerate(models):
+            times = {r["engine"]: r["median_ms"] for r in panel if r["model"] == name}
+            best = min(times.values())
+            for j, engine in enumerate(engines):
+                if engine in times:
+                    ax.bar(i - 0.4 + (j + 0.5) * width, times[engine] / best, width,
+                           color=f"C{j}", label=engine)  # fmt: skip
+            limit = compute_limit_ms(name, batch, threads, clock) / best
+            ax.hlines(limit, i - 0.4, i + 0.4, colors="black", label="compute limit")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter("{x:g}x")
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.axhline(1.0, color="gray", linewidth=0.8)
+        ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=7)
+        ax.set_title(f"batch {batch}, {threads} thread(s)", fontsize=9)
+        ax.set_ylabel("median / fastest engine's")
+    handles: dict[str, Any] = {}  # one legend entry per engine, from every panel
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    axes.flat[0].legend(handles.values(), handles.keys(), fontsize=7, ncol=2)
+    fig.suptitle(f"CPU latency per engine, relative to the fastest per model ({note})", fontsize=10)
+    return save_figure(fig, path)
+
+
+def rows_apart(engine: str, args: argparse.Namespace) -> dict[str, list[dict]]:
+    """Rows of an engine that runs one thread count per process (ExecuTorch: its thread pool
+    cannot be resized after a run), measured in a child process per count, so not round-robin
+    with the other engines."""
+    out: dict[str, list[dict]] = {"latency_batch1": [], "throughput_batch32": []}
+    same = (["--quick"] if args.quick else []) + (["--models", *args.models] if args.models else [])
+    for n in args.threads:
+        print(f"  measuring {engine} with {n} thread(s) in a child process", flush=True)
+        with tempfile.TemporaryDirectory(prefix="mobilenetv3-bench-") as tmp:
+            child = Path(tmp) / "rows.json"
+            subprocess.run([sys.executable, __file__, *same, "--engines", engine, "--threads",
+                            str(n), "--rows-only", "--output", str(child)], check=True)  # fmt: skip
+            run = json.loads(child.read_text())
+        for key, rows in run.items():
+            out[key] += [r for r in rows if r["engine"] == engine]
+    return out
+
+
+def engines_png(output: Path) -> Path:
+    return output.with_name(f"{output.stem}_engines.png")
+
+
+def caption(document: dict) -> str:
+    """Machine, date and run length of a latency.py run, as its charts state them."""
+    run = "--quick" if document.get("quick") else "full run"
+    return f"{document.get('machine', 'unknown machine')}, {document.get('date', '?')}, {run}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,17 +340,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS / "latency.json")
     parser.add_argument("--chart-only", action="store_true",
                         help="redraw the PNG from an existing --output JSON, measure nothing")
+    parser.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)  # rows_apart
     args = parser.parse_args(argv)
     if args.chart_only:
         saved = json.loads(args.output.read_text())
         print(latency_chart(saved["latency_batch1"], saved["published_top1"],
-                            args.output.with_suffix(".png"), min(args.threads)))
+                            args.output.with_suffix(".png"), min(args.threads), caption(saved)),
+              engines_chart(saved["latency_batch1"] + saved["throughput_batch32"],
+                            saved["clock_hz"], engines_png(args.output), caption(saved)))
         return 0
 
-    if "executorch" in args.engines and len(args.threads) > 1:  # its pool is sized once
-        args.engines.remove("executorch")
-        print("executorch left out: one thread count per process (run --engines executorch "
-              "--threads N separately)")  # fmt: skip
+    apart = [e for e in args.engines if e in ONE_THREAD_COUNT and len(args.threads) > 1]
+    args.engines = [e for e in args.engines if e not in apart]
     models = args.models or (QUICK_MODELS if args.quick else FULL_MODELS)
     warmup, iters = (3, 15) if args.quick else (5, 30)
     compile_models = set(models) if args.compile_all else (
@@ -264,10 +362,16 @@ def main(argv: list[str] | None = None) -> int:
           f"OMP_WAIT_POLICY={OMP_WAIT_POLICY}; load average {os.getloadavg()}")
     rows = run_latency(models, args.engines, args.threads, warmup=warmup, iters=iters,
                        compile_models=compile_models)  # fmt: skip
-    print("\nBatch 1, 224x224 (x fastest = median over the fastest engine of that model/threads)")
-    print(format_table(rows))
     throughput = run_throughput(args.models or QUICK_MODELS, args.engines, args.threads,
                                 iters=3 if args.quick else 6, compile_models=compile_models)
+    if args.rows_only:
+        write_json(args.output, {"latency_batch1": rows, "throughput_batch32": throughput})
+        return 0
+    for engine in apart:
+        more = rows_apart(engine, args)
+        rows, throughput = rows + more["latency_batch1"], throughput + more["throughput_batch32"]
+    print("\nBatch 1, 224x224 (x fastest = median over the fastest engine of that model/threads)")
+    print(format_table(rows))
     print(f"\nBatch 32 throughput, {args.threads} thread(s)")
     print(format_table(throughput))
     answers = checks(rows, models, args.threads)
@@ -282,17 +386,21 @@ def main(argv: list[str] | None = None) -> int:
         ops = ", ".join(f"{o['op']} {o['share']:.0%}" for o in entry["top_ops"][:6])
         print(f"  {label}: {entry['ms_per_image']:.1f} ms self-CPU/image; {ops}")
     published = published_top1()
-    chart = latency_chart(rows, published, args.output.with_suffix(".png"), min(args.threads))
-    write_json(args.output, {
+    document = {
+        "machine": machine(), "date": datetime.date.today().isoformat(),
         "quick": args.quick, "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "python": platform.python_version(), "load_average": os.getloadavg(),
         "omp_wait_policy": OMP_WAIT_POLICY,
         "latency_batch1": rows, "throughput_batch32": throughput, "checks": answers,
         "winners": won, "clock_hz": clock,
         "profile": prof, "published_top1": published,
-    })  # fmt: skip
+    }  # fmt: skip
+    write_json(args.output, document)
+    chart = latency_chart(rows, published, args.output.with_suffix(".png"), min(args.threads),
+                          caption(document))  # fmt: skip
+    engines = engines_chart(rows + throughput, clock, engines_png(args.output), caption(document))
     print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()} on {os.cpu_count()} CPUs")
-    print(f"wrote {args.output} and {chart}")
+    print(f"wrote {args.output}, {chart} and {engines}")
     return 0
 
 

@@ -34,6 +34,17 @@ def test_latency_chart(tmp_path: Path) -> None:
     assert "0/1 models" in lines[0]  # torch (9 ms) slower than LiteRT (7 ms)
 
 
+def test_engines_chart_every_engine_and_the_compute_limit(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    rows = [{**_row(m, e, ms * b, t), "batch": b} for b in (1, 32) for t in (1, 2)
+            for m, e, ms in [("v3_small_1.0", "torch", 9.0), ("v3_small_1.0", "openvino", 3.0),
+                             ("v2_1.0", "onnxruntime", 4.0), ("v2_1.0", "litert", 5.0)]]
+    # 2 * 56.5 M MACs / (64 FLOP x 1 GHz) = 1.77 ms for Small at batch 1, 1 thread
+    assert latency.compute_limit_ms("v3_small_1.0", 1, 1, 1e9) == pytest.approx(1.766, abs=1e-3)
+    path = latency.engines_chart(rows, 1e9, tmp_path / "engines.png", "test machine, today")
+    _assert_drawn(path, (1400, 900))
+
+
 def test_latency_table_ratios() -> None:
     from mobilenetv3.runtime.latency import format_table
 

@@ -22,8 +22,8 @@ from mobilenetv3.runtime.engines import Runner, make_runner
 from mobilenetv3.runtime.program_file import ProgramFileError, load_program, read_program_archive
 
 METADATA_KEY = "mobilenetv3"  # ONNX metadata_props key; pt2 extra file name
-ENGINE_OF = {".onnx": ("onnxruntime",), ".pt2": ("torch", "torch_compile"), ".tflite": ("litert",),
-             ".pte": ("executorch",)}  # fmt: skip
+ENGINE_OF = {".onnx": ("onnxruntime", "openvino"), ".pt2": ("torch", "torch_compile"),
+             ".tflite": ("litert",), ".pte": ("executorch",)}  # fmt: skip
 
 
 class Int8FileError(ValueError):

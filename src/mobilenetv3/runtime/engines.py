@@ -22,6 +22,8 @@
 - `openvino` (extra `[openvino]`): OpenVINO on the CPU, reading our ONNX export, reshaped to
   each batch size it is called with (compiled once per size), `threads` inference threads
   not pinned to cores, float32 (no bf16 down-conversion where the CPU has AMX/AVX-512 bf16).
+  Our int8 (QDQ) .onnx runs in int8 kernels, its hard activations read as standard QDQ ops
+  (`openvino_graph`); `OpenVINORunner.compute_precisions` says which layers run in 8 bits.
 
 `model_or_path` is a path: `.onnx` for onnxruntime and openvino, `.tflite` for litert, `.pte`
 for executorch, a `.pt2` program
@@ -249,8 +251,10 @@ class OpenVINORunner(Runner):
         import openvino as ov
 
         super().__init__(threads)
+        from mobilenetv3.runtime.openvino_graph import openvino_source
+
         self.core = ov.Core()
-        self.model = self.core.read_model(str(path))
+        self.model = self.core.read_model(openvino_source(path))
         self.output = "probabilities" if "prob" in self.model.output(0).any_name else "logits"
         self.requests: dict[tuple[int, ...], Any] = {}
 
@@ -270,6 +274,17 @@ class OpenVINORunner(Runner):
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, np.float32)
         return self._request(x.shape).infer({0: x})[0].copy()
+
+    def compute_precisions(self, shape: tuple[int, ...]) -> dict[str, str]:
+        """Convolution and classifier layer -> the precision OpenVINO runs it in for an input
+        of `shape` ("u8"/"i8": an int8 kernel), read from the compiled runtime model."""
+        runtime = self._request(tuple(shape)).get_compiled_model().get_runtime_model()
+        out = {}
+        for op in runtime.get_ordered_ops():
+            info = op.get_rt_info()
+            if info["layerType"].astype(str) in ("Convolution", "FullyConnected"):
+                out[op.get_friendly_name()] = info["runtimePrecision"].astype(str)
+        return out
 
 
 def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype: type) -> np.ndarray:
