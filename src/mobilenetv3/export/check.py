@@ -4,6 +4,7 @@ against PyTorch (a reproducible input, PyTorch's output, the max abs difference)
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ class ExportResult:
     path: Path
     format: str
     max_abs_diff: float | None  # None when the check was skipped
+    differences: dict[str, float] | None = None  # per output, where a file has several
 
     def __str__(self) -> str:
         diff = "unchecked" if self.max_abs_diff is None else f"max abs diff {self.max_abs_diff:.3g}"
@@ -50,8 +52,34 @@ def engine_difference(engine: str, path: str | os.PathLike, model: nn.Module,
                       batch: int = 1) -> float:  # fmt: skip
     """Max abs difference between `engine` running the file at `path` and PyTorch on the same
     reproducible batch: the check after every export to a file engine."""
+
+    def first(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"output": next(iter(outputs.values()))}
+
+    differences = engine_differences(
+        engine, path, lambda x: {"output": reference_output(model, x, softmax)}, image_size,
+        batch, view=first,
+    )
+    return differences["output"]
+
+
+Outputs = dict[str, np.ndarray]
+
+
+def engine_differences(engine: str, path: str | os.PathLike,
+                       reference: Callable[[torch.Tensor], Outputs], image_size: tuple[int, int],
+                       batch: int = 1, view: Callable[[Outputs], Outputs] | None = None
+                       ) -> dict[str, float]:  # fmt: skip
+    """Max abs difference per output between `engine` running the file at `path` and
+    `reference` (PyTorch) on the same reproducible batch; `view` turns the file's outputs into
+    the reference's names and layout (NHWC to NCHW, TF's names)."""
     from mobilenetv3.runtime.engines import make_runner
 
     x = example_input(image_size, batch, seed=1)
-    runner = make_runner(engine, path, threads=1)
-    return max_abs_diff(runner(x.numpy()), reference_output(model, x, softmax))
+    got = make_runner(engine, path, threads=1).outputs(x.numpy())
+    got = view(got) if view is not None else got
+    expected = reference(x)
+    missing = sorted(set(expected) - set(got))
+    if missing:
+        raise ValueError(f"{path} has no output {', '.join(missing)} (it has {sorted(got)})")
+    return {name: max_abs_diff(got[name], value) for name, value in expected.items()}

@@ -62,13 +62,24 @@ def emit_conv(g: Model, layer: layers.ConvBNAct, x: int) -> int:
     return out
 
 
-def average_pool(g: Model, x: int, name: str, window: tuple[int, int] | None = None) -> int:
-    """AVERAGE_POOL_2D, VALID, stride 1; the whole map unless `window` is given."""
+def average_pool(g: Model, x: int, name: str, window: tuple[int, int] | None = None,
+                 stride: tuple[int, int] = (1, 1)) -> int:  # fmt: skip
+    """AVERAGE_POOL_2D, VALID; the whole map unless `window` is given."""
     batch, height, width, channels = g.shape(x)
     kh, kw = window or (height, width)
-    return g.op("AVERAGE_POOL_2D", [x], name, (batch, height - kh + 1, width - kw + 1, channels),
-                padding="VALID", stride_h=1, stride_w=1, filter_height=kh, filter_width=kw,
+    shape = (batch, (height - kh) // stride[0] + 1, (width - kw) // stride[1] + 1, channels)
+    return g.op("AVERAGE_POOL_2D", [x], name, shape, padding="VALID", stride_h=stride[0],
+                stride_w=stride[1], filter_height=kh, filter_width=kw,
                 fused_activation_function="NONE")  # fmt: skip
+
+
+def emit_hard_sigmoid(g: Model, x: int, scope: str) -> int:
+    """Slim's gate `relu6(x + 3) * 0.16667`, op for op: ADD (fused RELU6), MUL."""
+    shape = g.shape(x)
+    three = g.add_constant(f"{scope}/add/y", np.array(3.0, np.float32))
+    x = g.op("ADD", [x, three], f"{scope}/Relu6", shape, fused_activation_function="RELU6")
+    sixth = g.add_constant(f"{scope}/mul/y", np.array(0.16667, np.float32))
+    return g.op("MUL", [x, sixth], f"{scope}/mul", shape, fused_activation_function="NONE")
 
 
 def emit_squeeze_excite(g: Model, layer: layers.SqueezeExcite, x: int) -> int:
@@ -76,13 +87,7 @@ def emit_squeeze_excite(g: Model, layer: layers.SqueezeExcite, x: int) -> int:
     scope = layer.reduce.conv.slim_scope.rsplit("/", 1)[0]
     pooled = average_pool(g, x, f"{scope}/AvgPool")
     gate = emit_conv(g, layer.expand, emit_conv(g, layer.reduce, pooled))
-    shape = g.shape(gate)
-    three = g.add_constant(f"{scope}/Conv_1/add/y", np.array(3.0, np.float32))
-    gate = g.op("ADD", [gate, three], f"{scope}/Conv_1/Relu6", shape,
-                fused_activation_function="RELU6")  # fmt: skip
-    sixth = g.add_constant(f"{scope}/Conv_1/mul/y", np.array(0.16667, np.float32))
-    gate = g.op("MUL", [gate, sixth], f"{scope}/Conv_1/mul", shape,
-                fused_activation_function="NONE")  # fmt: skip
+    gate = emit_hard_sigmoid(g, gate, f"{scope}/Conv_1")
     return g.op("MUL", [x, gate], f"{scope}/mul", g.shape(x), fused_activation_function="NONE")
 
 

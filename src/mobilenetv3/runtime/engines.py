@@ -77,6 +77,10 @@ class Runner:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the file by name (a detection file has several); here the one."""
+        return {self.output: self(x)}
+
     def activate(self) -> None:
         """Make process-wide settings this runner's (its thread count) before a call; the
         latency timer calls it outside the timed region. Calls do it themselves too."""
@@ -137,6 +141,11 @@ class OnnxRuntimeRunner(Runner):
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: np.ascontiguousarray(x, np.float32)})[0]
 
+    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        values = self.session.run(names, {self.input: np.ascontiguousarray(x, np.float32)})
+        return dict(zip(names, values, strict=True))
+
 
 class LiteRTRunner(Runner):
     kind = "litert"
@@ -179,10 +188,22 @@ class LiteRTRunner(Runner):
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if not self._resize(x.shape[0]):
             return np.concatenate([self(x[i : i + 1]) for i in range(x.shape[0])])
+        self._invoke(x)
+        return _dequantize(self.interpreter.get_tensor(self.out["index"]), self.out)
+
+    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output by tensor name."""
+        if not self._resize(x.shape[0]):
+            rows = [self.outputs(x[i : i + 1]) for i in range(x.shape[0])]
+            return {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
+        self._invoke(x)
+        return {d["name"]: _dequantize(self.interpreter.get_tensor(d["index"]), d)
+                for d in self.interpreter.get_output_details()}  # fmt: skip
+
+    def _invoke(self, x: np.ndarray) -> None:
         nhwc = np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))
         self.interpreter.set_tensor(self.input["index"], _quantize(nhwc, self.input))
         self.interpreter.invoke()
-        return _dequantize(self.interpreter.get_tensor(self.out["index"]), self.out)
 
 
 class ExecuTorchRunner(Runner):
