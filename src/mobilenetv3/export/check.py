@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mobilenetv3.heads import LRASPP, SSDLite
+
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -83,3 +85,10 @@ def engine_differences(engine: str, path: str | os.PathLike,
     if missing:
         raise ValueError(f"{path} has no output {', '.join(missing)} (it has {sorted(got)})")
     return {name: max_abs_diff(got[name], value) for name, value in expected.items()}
+
+
+def refuse_head(model: nn.Module, exporter: str) -> None:
+    """One line for a detection or segmentation model given to a classifier's exporter."""
+    if isinstance(model, SSDLite | LRASPP):
+        raise ValueError(f"{exporter} writes classifiers; export a {type(model).__name__} "
+                         "through mobilenetv3.export.export (it checks each of its outputs)")

@@ -28,7 +28,7 @@ from torch import nn
 from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core import layers
 from mobilenetv3.core.deploy import fold_batch_norm
-from mobilenetv3.export.check import ExportResult, engine_difference
+from mobilenetv3.export.check import ExportResult, engine_difference, refuse_head
 from mobilenetv3.tflite.model import Model
 from mobilenetv3.tflite.writer import serialize
 
@@ -91,10 +91,15 @@ def emit_squeeze_excite(g: Model, layer: layers.SqueezeExcite, x: int) -> int:
     return g.op("MUL", [x, gate], f"{scope}/mul", g.shape(x), fused_activation_function="NONE")
 
 
-def emit_bottleneck(g: Model, block: layers.Bottleneck, x: int) -> int:
+def emit_bottleneck(g: Model, block: layers.Bottleneck, x: int,
+                    tap: Callable[[nn.Module, int], None] | None = None) -> int:  # fmt: skip
+    """The block's layers [+ the residual ADD]; `tap` sees each inner layer's output (the
+    heads take slim's inner endpoints, e.g. `layer_14/expansion_output`)."""
     out = x
     for layer in block.block:
         out = emit(g, layer, out)
+        if tap is not None:
+            tap(layer, out)
     if not block.residual:
         return out
     scope = block.block[-1].conv.slim_scope.rsplit("/", 1)[0]  # the project conv's block
@@ -175,6 +180,7 @@ def export_tflite(
     check: bool = True,
 ) -> ExportResult:
     """Write `model` as a float .tflite, then run it in LiteRT against PyTorch."""
+    refuse_head(model, "export_tflite")
     data = tflite_bytes(model, image_size, softmax, dynamic_batch)
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
