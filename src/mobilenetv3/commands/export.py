@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(XNNPACK-delegated; needs the [executorch] extra)")  # fmt: skip
     parser.add_argument("--output", required=True, type=writable_path,
                         help="file to write (atomically), ending in .onnx, .tflite, .pt2 or .pte")
-    add_image_size(parser, (224, 224))
+    add_image_size(parser, None)  # None: 224, SSDLite's 320, LR-ASPP's 1024 x 2048
     parser.add_argument("--dynamic-batch", action="store_true",
                         help="leave the batch dimension free (ONNX, pt2, pte; TFLite "
                              "input signature)")
@@ -37,12 +37,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mobilenetv3.commands._common import load_model
     from mobilenetv3.export import export, randomize
+    from mobilenetv3.export.heads import default_image_size
 
     check_suffix(args.output, args.format)
     model = load_model(args)
     if args.weights is None:
-        randomize(model)  # non-trivial BatchNorm, so the check below means something
-    result = export(model, args.output, args.format, image_size=args.image_size,
+        # non-trivial BatchNorm, so the check below means something; statistics of 8 images,
+        # as on the heads' 1x1 maps 2 would give BatchNorm a variance of 2 numbers
+        randomize(model, batch=8)
+    image_size = args.image_size or default_image_size(model)
+    result = export(model, args.output, args.format, image_size=image_size,
                     dynamic_batch=args.dynamic_batch, softmax=args.softmax,
                     check=not args.no_check)  # fmt: skip
     print(f"wrote {result}")

@@ -101,22 +101,26 @@ def _check_options(model: nn.Module, fmt: str, softmax: bool, dynamic_batch: boo
 
 
 class _RawDetections(nn.Module):
-    """`forward_raw` as a tuple, the form a tracer exports."""
+    """`forward_raw` as a tuple (the form a tracer exports), the anchors of the fixed image
+    size a stored constant rather than ops computing them."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, image_size: tuple[int, int]) -> None:
         super().__init__()
         self.model = model
+        with torch.no_grad():
+            anchors = model.forward_raw(torch.zeros(1, 3, *image_size))["anchors"]
+        self.register_buffer("anchors", anchors)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         raw = self.model.forward_raw(x)
-        return tuple(raw[name] for name in RAW_OUTPUTS)
+        return raw["box_encodings"], raw["class_logits"], self.anchors
 
 
 def onnx_graph(model: nn.Module, image_size: tuple[int, int]) -> tuple[nn.Module, list[str]]:
     """The module the ONNX exporter traces for a head, and its output names."""
     graph = deploy_graph(model, image_size)
     if isinstance(model, SSDLite):
-        return _RawDetections(graph), list(RAW_OUTPUTS)
+        return _RawDetections(graph, image_size), list(RAW_OUTPUTS)
     return graph, ["logits"]
 
 

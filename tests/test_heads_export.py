@@ -1,0 +1,123 @@
+"""SSDLite and LR-ASPP exported through `export()`, each file run in its engine against
+PyTorch on randomized weights: ONNX Runtime, and LiteRT with TF's `TFLite_Detection_PostProcess`
+custom op (LiteRT's own kernel parses our FlexBuffer options and runs the NMS)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from ai_edge_litert.interpreter import Interpreter
+
+from mobilenetv3.cli import main
+from mobilenetv3.export import example_input, export, export_onnx, randomize
+from mobilenetv3.heads import LRASPP, SSDLite, build
+
+SIZE = (128, 128)  # SSDLite: 330 anchors at multiplier 0.35
+SEGMENTATION_SIZE = (256, 320)  # non-square; with a 65-pixel pooling crop the gate is 2 x 2
+RAW_TOLERANCE, BOX_TOLERANCE = 1e-4, 1e-3
+
+
+def _randomized(name: str, num_classes: int | None = None) -> SSDLite | LRASPP:
+    # 8 calibration images: on the heads' 1x1 maps, 2 leave BatchNorm a variance of ~0
+    model = build(name, depth_multiplier=0.35, num_classes=num_classes)
+    return randomize(model, seed=0, batch=8)
+
+
+@pytest.fixture(scope="module")
+def ssdlite() -> SSDLite:
+    return _randomized("ssdlite_v3_small", num_classes=20)  # NMS time grows with the classes
+
+
+@pytest.fixture(scope="module")
+def ssdlite_tflite(ssdlite: SSDLite, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    path = tmp_path_factory.mktemp("heads") / "ssdlite.tflite"
+    return path, export(ssdlite, path, "tflite", image_size=SIZE)
+
+
+def test_randomized_heads_give_unit_scale_outputs(ssdlite: SSDLite) -> None:
+    with torch.no_grad():
+        raw = ssdlite.forward_raw(example_input(SIZE, seed=1))
+    for key in ("box_encodings", "class_logits"):
+        assert 0.3 < float(raw[key].std()) < 3.0, key
+
+
+def test_ssdlite_tflite_raw_outputs_and_detections_equal_torch(ssdlite_tflite) -> None:  # noqa: ANN001
+    _, result = ssdlite_tflite
+    diff = result.differences
+    assert diff["box_encodings"] < RAW_TOLERANCE
+    assert diff["class_scores"] < RAW_TOLERANCE  # LOGISTIC of the class logits
+    assert diff["detection_boxes"] < BOX_TOLERANCE  # LiteRT's decoding of our anchors
+    assert diff["detection_scores"] < RAW_TOLERANCE
+    assert diff["detection_classes"] == 0  # the same classes, in the same order
+    assert diff["num_detections"] == 0
+
+
+def test_the_compared_detections_are_non_trivial(ssdlite: SSDLite) -> None:
+    with torch.no_grad():
+        found = ssdlite(example_input(SIZE, seed=1))  # the check's input
+    assert int(found["num_detections"][0]) == ssdlite.spec.nms.max_total
+    assert len(set(found["detection_classes"][0].tolist())) > 10
+    scores = found["detection_scores"][0]
+    assert float(scores[0] - scores[-1]) > 0.05
+
+
+def test_ssdlite_tflite_outputs_are_laid_out_as_tf_exports_them(ssdlite_tflite) -> None:  # noqa: ANN001
+    path, _ = ssdlite_tflite
+    interpreter = Interpreter(model_path=str(path))
+    outputs = [(d["name"], tuple(d["shape"])) for d in interpreter.get_output_details()]
+    assert outputs == [
+        ("TFLite_Detection_PostProcess", (1, 100, 4)),
+        ("TFLite_Detection_PostProcess:1", (1, 100)),
+        ("TFLite_Detection_PostProcess:2", (1, 100)),
+        ("TFLite_Detection_PostProcess:3", (1,)),
+        ("raw_outputs/box_encodings", (1, 330, 4)),
+        ("raw_outputs/class_predictions", (1, 330, 21)),
+    ]
+    inputs = interpreter.get_input_details()
+    assert [(d["name"], tuple(d["shape"])) for d in inputs] == [
+        ("normalized_input_image_tensor", (1, *SIZE, 3))
+    ]
+
+
+def test_ssdlite_onnx_raw_outputs_equal_torch(ssdlite: SSDLite, tmp_path: Path) -> None:
+    result = export(ssdlite, tmp_path / "ssdlite.onnx", "onnx", image_size=SIZE,
+                    dynamic_batch=True)  # fmt: skip
+    assert set(result.differences) == {"box_encodings", "class_logits", "anchors"}
+    assert result.differences["anchors"] == 0
+    assert result.max_abs_diff < RAW_TOLERANCE
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_lraspp_logits_equal_torch(fmt: str, tmp_path: Path) -> None:
+    model = _randomized("lraspp_v3_small")
+    model.pooling_crop = (65, 65)  # a 2 x 2 image-pooling gate: its resize is not a broadcast
+    with torch.no_grad():
+        logits = model(example_input(SEGMENTATION_SIZE, seed=1))
+    assert logits.shape == (1, 19, *SEGMENTATION_SIZE)
+    assert 0.3 < float(logits.std()) < 3.0
+    result = export(model, tmp_path / f"lraspp.{fmt}", fmt, image_size=SEGMENTATION_SIZE)
+    assert result.differences["logits"] < RAW_TOLERANCE
+
+
+def test_head_exports_refuse_what_their_files_cannot_be(ssdlite: SSDLite, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="exports to onnx or tflite, not pte"):
+        export(ssdlite, tmp_path / "x.pte", "pte")
+    with pytest.raises(ValueError, match="without --softmax"):
+        export(ssdlite, tmp_path / "x.onnx", "onnx", softmax=True)
+    with pytest.raises(ValueError, match="runs one image"):
+        export(ssdlite, tmp_path / "x.tflite", "tflite", dynamic_batch=True)
+    with pytest.raises(ValueError, match="through mobilenetv3.export.export"):
+        export_onnx(ssdlite, tmp_path / "x.onnx")
+    assert not list(tmp_path.iterdir())
+
+
+def test_export_command_writes_a_head(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "lraspp.tflite"
+    assert main(["export", "--model", "lraspp_v3_small_0.35", "--image-size", "128",
+                 "--format", "tflite", "--output", str(out)]) == 0  # fmt: skip
+    line = capsys.readouterr().out
+    assert f"tflite -> {out}" in line
+    diff = float(line.split("max abs diff ")[1].split()[0])
+    assert diff < RAW_TOLERANCE
