@@ -8,8 +8,12 @@ the engines (`runtime.engines`), which never import an exporter; `export_runner`
 `engine_sources` give an engine that runs files a module by exporting it first. BatchNorm
 folding and the per-layer input sizes come from the deployment graph (`core.deploy`).
 
-`export_onnx`, `export_tflite`, `export_pt2` and `export_pte` are imported lazily so that
-importing this package does not pull in onnx, ExecuTorch or the FlatBuffer schema.
+`export()` sends a detection or segmentation model (SSDLite, LR-ASPP) to `export_head`
+(`export.heads`: ONNX or TFLite at a fixed size, every output checked).
+
+`export_onnx`, `export_tflite`, `export_pt2`, `export_pte` and `export_head` are imported
+lazily so that importing this package does not pull in onnx, ExecuTorch or the FlatBuffer
+schema.
 """
 
 from __future__ import annotations

@@ -55,12 +55,12 @@ def engine_difference(engine: str, path: str | os.PathLike, model: nn.Module,
     """Max abs difference between `engine` running the file at `path` and PyTorch on the same
     reproducible batch: the check after every export to a file engine."""
 
-    def first(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"output": next(iter(outputs.values()))}
+    def first(got: Outputs, expected: Outputs) -> dict[str, float]:
+        return {"output": max_abs_diff(next(iter(got.values())), expected["output"])}
 
     differences = engine_differences(
         engine, path, lambda x: {"output": reference_output(model, x, softmax)}, image_size,
-        batch, view=first,
+        batch, compare=first,
     )
     return differences["output"]
 
@@ -70,20 +70,23 @@ Outputs = dict[str, np.ndarray]
 
 def engine_differences(engine: str, path: str | os.PathLike,
                        reference: Callable[[torch.Tensor], Outputs], image_size: tuple[int, int],
-                       batch: int = 1, view: Callable[[Outputs], Outputs] | None = None
+                       batch: int = 1,
+                       compare: Callable[[Outputs, Outputs], dict[str, float]] | None = None,
                        ) -> dict[str, float]:  # fmt: skip
-    """Max abs difference per output between `engine` running the file at `path` and
-    `reference` (PyTorch) on the same reproducible batch; `view` turns the file's outputs into
-    the reference's names and layout (NHWC to NCHW, TF's names)."""
+    """`compare` (default `same_outputs`) of what `engine` gives running the file at `path`
+    and what `reference` (PyTorch) gives, on the same reproducible batch."""
     from mobilenetv3.runtime.engines import make_runner
 
     x = example_input(image_size, batch, seed=1)
     got = make_runner(engine, path, threads=1).outputs(x.numpy())
-    got = view(got) if view is not None else got
-    expected = reference(x)
+    return (compare or same_outputs)(got, reference(x))
+
+
+def same_outputs(got: Outputs, expected: Outputs) -> dict[str, float]:
+    """Max abs difference per output of the reference; the file must have each by its name."""
     missing = sorted(set(expected) - set(got))
     if missing:
-        raise ValueError(f"{path} has no output {', '.join(missing)} (it has {sorted(got)})")
+        raise ValueError(f"the file has no output {', '.join(missing)} (it has {sorted(got)})")
     return {name: max_abs_diff(got[name], value) for name, value in expected.items()}
 
 

@@ -10,9 +10,10 @@ What each file holds, and what the check after writing compares with PyTorch:
   `raw_outputs/class_predictions` (sigmoid scores) and the constant `anchors` (center-size
   ycenter, xcenter, h, w) feeding the custom op `TFLite_Detection_PostProcess` (LiteRT ships
   it), whose four outputs (boxes, 0-based classes, scores, count) come first, the two raw ones
-  after them. Its options are the config's NMS (regular per-class NMS, so it equals `model(x)`)
-  and box coder scales. LiteRT leaves boxes unclipped: the check clips them to the image as
-  `model(x)` does.
+  after them. Its options are the config's NMS and box coder scales, with regular per-class
+  NMS and 100 detections, so that it equals `model(x)` (TF's exporter defaults to fast NMS,
+  one class per box, 10 detections). LiteRT leaves boxes unclipped: the check clips them to
+  the image as `model(x)` does.
 - LR-ASPP: logits at the input size ([N, classes, H, W] in ONNX, NHWC in TFLite), the decoder
   output resized bilinearly with align_corners as DeepLab does (RESIZE_BILINEAR align_corners,
   half_pixel_centers off: torch's align_corners=True).
@@ -32,7 +33,7 @@ from torch import nn
 from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core.deploy import deploy_graph
 from mobilenetv3.core.layers import Bottleneck
-from mobilenetv3.export.check import ExportResult, Outputs, engine_differences
+from mobilenetv3.export.check import ExportResult, Outputs, engine_differences, same_outputs
 from mobilenetv3.export.onnx import OPSET, write_onnx
 from mobilenetv3.export.tflite import (
     average_pool,
@@ -51,6 +52,8 @@ POSTPROCESS = "TFLite_Detection_PostProcess"
 #: the custom op's outputs (TF's tensor names) -> `model(x)`'s keys
 DETECTIONS = {POSTPROCESS: "detection_boxes", f"{POSTPROCESS}:1": "detection_classes",
               f"{POSTPROCESS}:2": "detection_scores", f"{POSTPROCESS}:3": "num_detections"}
+RAW_TFLITE = ("raw_outputs/box_encodings", "raw_outputs/class_predictions")
+SCORE_MARGIN = 1e-3  # detections this close to the cut may fall either side of it
 SEGMENTATION_SIZE = (1024, 2048)  # Cityscapes, the size DeepLab's MAdds are given at
 
 
@@ -140,41 +143,60 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, image_size: tuple[int,
 
 def check_tflite(path: str | os.PathLike, model: nn.Module, image_size: tuple[int, int]
                  ) -> dict[str, float]:  # fmt: skip
-    """Per-output max abs difference of LiteRT on `path` from PyTorch: the raw scores and box
-    encodings, and the post-processed detections against `model(x)`."""
-    if isinstance(model, LRASPP):
-        def reference(x: torch.Tensor) -> Outputs:
-            with torch.inference_mode():
-                return {"logits": model.eval()(x).numpy()}
+    """LiteRT on `path` against PyTorch: LR-ASPP's logits, or SSDLite's raw scores and box
+    encodings per element and its detections matched to `model(x)`'s (`compare_detections`)."""
+    if isinstance(model, SSDLite):
+        return engine_differences("litert", path, lambda x: _detections(model, x), image_size,
+                                  compare=compare_detections)  # fmt: skip
 
-        def view(outputs: Outputs) -> Outputs:
-            return {"logits": outputs["logits"].transpose(0, 3, 1, 2)}
+    def reference(x: torch.Tensor) -> Outputs:
+        with torch.inference_mode():
+            return {"logits": model.eval()(x).numpy()}
 
-        return engine_differences("litert", path, reference, image_size, view=view)
-    return engine_differences("litert", path, lambda x: _detections(model, x), image_size,
-                              view=_litert_detections)  # fmt: skip
+    def nchw(got: Outputs, expected: Outputs) -> dict[str, float]:
+        return same_outputs({"logits": got["logits"].transpose(0, 3, 1, 2)}, expected)
+
+    return engine_differences("litert", path, reference, image_size, compare=nchw)
 
 
 def _detections(model: SSDLite, x: torch.Tensor) -> Outputs:
     with torch.inference_mode():
         raw = model.eval().forward_raw(x)
         found = model(x)
-    return {"box_encodings": raw["box_encodings"].numpy(),
-            "class_scores": torch.sigmoid(raw["class_logits"]).numpy(),
-            **{name: value.numpy() for name, value in found.items()}}  # fmt: skip
+    return {"raw_outputs/box_encodings": raw["box_encodings"].numpy(),
+            "raw_outputs/class_predictions": torch.sigmoid(raw["class_logits"]).numpy(),
+            **{name: value[0].numpy() for name, value in found.items()}}  # fmt: skip
 
 
-def _litert_detections(outputs: Outputs) -> Outputs:
-    """The file's outputs under `model(x)`'s names: boxes clipped to the image, classes
-    1-based (0 in the padding)."""
-    found = {DETECTIONS[name]: value for name, value in outputs.items() if name in DETECTIONS}
-    count = found["num_detections"].astype(np.int64)
-    real = np.arange(found["detection_classes"].shape[1])[None, :] < count[:, None]
-    return {"box_encodings": outputs["raw_outputs/box_encodings"],
-            "class_scores": outputs["raw_outputs/class_predictions"],
-            "detection_boxes": found["detection_boxes"].clip(0.0, 1.0),
-            "detection_classes": np.where(real, found["detection_classes"] + 1, 0),
-            "detection_scores": found["detection_scores"], "num_detections": count}  # fmt: skip
+def compare_detections(got: Outputs, expected: Outputs) -> dict[str, float]:
+    """The raw outputs element by element; the detections (batch 1) matched rather than by rank,
+    as scores closer than the raw outputs' rounding may swap places: every PyTorch detection
+    scoring above a full list's lowest by more than `SCORE_MARGIN` needs a LiteRT detection of
+    its class, the nearest box of which gives the box and score differences. LiteRT's boxes are
+    clipped to the image first, as `model(x)` clips them."""
+    differences = same_outputs(got, {name: expected[name] for name in RAW_TFLITE})
+    found = {DETECTIONS[name]: value[0] for name, value in got.items() if name in DETECTIONS}
+    count, full = int(found["num_detections"]), len(expected["detection_scores"])
+    boxes = found["detection_boxes"][:count].clip(0.0, 1.0)
+    classes, scores = found["detection_classes"][:count] + 1, found["detection_scores"][:count]
+    wanted = int(expected["num_detections"])
+    lowest = [s[-1] for s in (scores, expected["detection_scores"][:wanted]) if len(s) == full]
+    cut = max(lowest, default=-np.inf) + SCORE_MARGIN
+    box_diff, score_diff, unmatched = 0.0, 0.0, 0
+    for box, label, score in zip(expected["detection_boxes"][:wanted],
+                                 expected["detection_classes"][:wanted],
+                                 expected["detection_scores"][:wanted], strict=True):  # fmt: skip
+        if score <= cut:
+            continue
+        same = np.flatnonzero(classes == label)
+        if not same.size:
+            unmatched += 1
+            continue
+        nearest = same[np.abs(boxes[same] - box).max(1).argmin()]
+        box_diff = max(box_diff, float(np.abs(boxes[nearest] - box).max()))
+        score_diff = max(score_diff, float(abs(scores[nearest] - score)))
+    return {**differences, "detection_boxes": box_diff, "detection_scores": score_diff,
+            "unmatched_detections": float(unmatched), "num_detections": float(abs(count - wanted))}
 
 
 # TFLite ------------------------------------------------------------------------------------
