@@ -38,13 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from mobilenetv3.commands._common import load_model
     from mobilenetv3.export import export, randomize
     from mobilenetv3.export.heads import default_image_size
+    from mobilenetv3.heads import SSDLite
 
     check_suffix(args.output, args.format)
     model = load_model(args)
-    if args.weights is None:
-        # non-trivial BatchNorm, so the check below means something; statistics of 8 images,
-        # as on the heads' 1x1 maps 2 would give BatchNorm a variance of 2 numbers
-        randomize(model, batch=8)
+    if args.weights is None:  # non-trivial BatchNorm, so the check below means something;
+        # on SSDLite's 1x1 maps, 2 images would give BatchNorm the variance of 2 numbers
+        randomize(model, batch=8 if isinstance(model, SSDLite) else 2)
     image_size = args.image_size or default_image_size(model)
     result = export(model, args.output, args.format, image_size=image_size,
                     dynamic_batch=args.dynamic_batch, softmax=args.softmax,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -57,10 +56,6 @@ SCORE_MARGIN = 1e-3  # detections this close to the cut may fall either side of 
 SEGMENTATION_SIZE = (1024, 2048)  # Cityscapes, the size DeepLab's MAdds are given at
 
 
-def is_head(model: nn.Module) -> bool:
-    return isinstance(model, SSDLite | LRASPP)
-
-
 def default_image_size(model: nn.Module) -> tuple[int, int]:
     """The size a model is exported at when none is given: SSDLite's fixed_shape_resizer,
     Cityscapes for LR-ASPP, 224 for a classifier."""
@@ -71,8 +66,8 @@ def default_image_size(model: nn.Module) -> tuple[int, int]:
 
 def export_head(model: nn.Module, path: str | os.PathLike, format: str, *,
                 image_size: tuple[int, int] | None = None, dynamic_batch: bool = False,
-                softmax: bool = False, check: bool = True, opset: int = OPSET,
-                **unused: Any) -> ExportResult:  # fmt: skip
+                softmax: bool = False, check: bool = True,
+                opset: int = OPSET) -> ExportResult:  # fmt: skip
     """Write a head model as ONNX or TFLite at a fixed size (`default_image_size` unless
     given), then run the file in its engine and compare every output with PyTorch."""
     _check_options(model, format, softmax, dynamic_batch)
