@@ -6,17 +6,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from ai_edge_litert.interpreter import Interpreter
 
+import mobilenetv3
 from mobilenetv3.cli import main
 from mobilenetv3.export import example_input, export, export_onnx, randomize
 from mobilenetv3.heads import LRASPP, SSDLite, build
+from mobilenetv3.runtime.engines import make_runner
+
+FIXTURES = Path(__file__).parent / "fixtures"  # TF's outputs (tools/fixtures/detection_*.py)
 
 SIZE = (128, 128)  # SSDLite: 330 anchors at multiplier 0.35
 SEGMENTATION_SIZE = (256, 320)  # non-square; with a 65-pixel pooling crop the gate is 2 x 2
 RAW_TOLERANCE, BOX_TOLERANCE = 1e-4, 1e-3
+FORMAT_ENGINE = {"onnx": "onnxruntime", "tflite": "litert"}
 
 
 def _randomized(name: str, num_classes: int | None = None) -> SSDLite | LRASPP:
@@ -121,3 +127,47 @@ def test_export_command_writes_a_head(tmp_path: Path, capsys: pytest.CaptureFixt
     assert f"tflite -> {out}" in line
     diff = float(line.split("max abs diff ")[1].split()[0])
     assert diff < RAW_TOLERANCE
+
+
+def _tf_case(folder: str) -> tuple[torch.nn.Module, dict[str, np.ndarray], np.ndarray]:
+    """The fixture's model read from its TF checkpoint, TF's outputs, the input (NCHW)."""
+    truth = dict(np.load(FIXTURES / folder / "outputs.npz"))
+    shape = tuple(int(s) for s in truth["input_shape"])
+    image = np.random.default_rng(int(truth["seed"])).uniform(-1.0, 1.0, shape)
+    model = mobilenetv3.create_model(weights=FIXTURES / folder / "model.ckpt")
+    return model, truth, image.astype(np.float32).transpose(0, 3, 1, 2)
+
+
+def test_ssdlite_tflite_of_a_tf_checkpoint_gives_tfs_outputs_in_litert(tmp_path: Path) -> None:
+    """TF Object Detection's own run as truth: raw outputs, and LiteRT's post-process against
+    TF's batch_multiclass_non_max_suppression (boxes within 1e-3 px)."""
+    model, truth, image = _tf_case("detection_ssdlite_v3_small")
+    path = tmp_path / "ssdlite.tflite"
+    export(model, path, "tflite", image_size=image.shape[-2:])
+    got = make_runner("litert", path, threads=1).outputs(image)
+    np.testing.assert_allclose(got["raw_outputs/box_encodings"], truth["box_encodings"],
+                               rtol=0, atol=RAW_TOLERANCE)  # fmt: skip
+    scores = 1 / (1 + np.exp(-truth["class_logits"].astype(np.float64)))
+    np.testing.assert_allclose(got["raw_outputs/class_predictions"], scores, rtol=0,
+                               atol=RAW_TOLERANCE)  # fmt: skip
+    count = int(got["TFLite_Detection_PostProcess:3"][0])
+    assert count == int(truth["num_detections"][0]) == 100
+    classes = got["TFLite_Detection_PostProcess:1"][0] + 1  # TF Lite's are 0-based
+    np.testing.assert_array_equal(classes, truth["nms_classes"][0])
+    np.testing.assert_allclose(got["TFLite_Detection_PostProcess:2"][0], truth["nms_scores"][0],
+                               rtol=0, atol=RAW_TOLERANCE)  # fmt: skip
+    boxes = got["TFLite_Detection_PostProcess"][0].clip(0.0, 1.0)  # TF clips to the image
+    pixels = np.array(image.shape[-2:] * 2, np.float64)
+    assert np.abs((boxes - truth["nms_boxes"][0]) * pixels).max() < BOX_TOLERANCE
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_lraspp_file_of_a_tf_checkpoint_gives_deeplabs_logits(fmt: str, tmp_path: Path) -> None:
+    model, truth, image = _tf_case("segmentation_lraspp_v3_small")
+    model.pooling_crop = tuple(int(s) for s in truth["pooling_crop"])  # scaled to the input
+    path = tmp_path / f"lraspp.{fmt}"
+    export(model, path, fmt, image_size=image.shape[-2:])  # 193 x 289: odd, non-square
+    logits = make_runner(FORMAT_ENGINE[fmt], path, threads=1).outputs(image)["logits"]
+    nhwc = logits if fmt == "tflite" else logits.transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(nhwc[:, ::7, ::9], truth["logits_every_7_9"], rtol=0,
+                               atol=RAW_TOLERANCE)  # fmt: skip
