@@ -42,7 +42,7 @@ from mobilenetv3.export.tflite import (
     emit_hard_sigmoid,
 )
 from mobilenetv3.heads import LRASPP, SSDLite
-from mobilenetv3.heads.endpoints import _inner_name, layer_number
+from mobilenetv3.heads.endpoints import _inner_name
 from mobilenetv3.tflite.model import Model, Operator
 from mobilenetv3.tflite.writer import serialize
 
@@ -211,13 +211,13 @@ def build_head_graph(model: nn.Module, image_size: tuple[int, int],
     return g
 
 
-def emit_endpoints(g: Model, backbone: nn.Sequential, x: int, wanted: list[str]
+def emit_endpoints(g: Model, layers: nn.Sequential, x: int, wanted: list[str]
                    ) -> dict[str, int]:  # fmt: skip
-    """The backbone's layers up to the last wanted endpoint; those endpoints' tensors by slim
-    name (inner ones such as `layer_14/expansion_output` included)."""
+    """The backbone's layers (cut after the last endpoint, as the heads keep them); the wanted
+    endpoints' tensors by slim name, inner ones such as `layer_14/expansion_output` included."""
     found: dict[str, int] = {}
-    for number in range(1, max(map(layer_number, wanted)) + 1):
-        layer, prefix = backbone[number - 1], f"layer_{number}/"
+    for number, layer in enumerate(layers, start=1):
+        prefix = f"layer_{number}/"
 
         def tap(module: nn.Module, out: int, prefix: str = prefix) -> None:
             found[f"{prefix}{_inner_name(module)}"] = out

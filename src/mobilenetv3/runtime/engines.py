@@ -125,6 +125,12 @@ class TorchRunner(Runner):
 class OnnxRuntimeRunner(Runner):
     kind = "onnxruntime"
 
+    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output by name (a detection file has several)."""
+        names = [o.name for o in self.session.get_outputs()]
+        values = self.session.run(names, {self.input: np.ascontiguousarray(x, np.float32)})
+        return dict(zip(names, values, strict=True))
+
     def __init__(self, path: Path, threads: int) -> None:
         import onnxruntime as ort
 
@@ -140,11 +146,6 @@ class OnnxRuntimeRunner(Runner):
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: np.ascontiguousarray(x, np.float32)})[0]
-
-    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        names = [o.name for o in self.session.get_outputs()]
-        values = self.session.run(names, {self.input: np.ascontiguousarray(x, np.float32)})
-        return dict(zip(names, values, strict=True))
 
 
 class LiteRTRunner(Runner):
