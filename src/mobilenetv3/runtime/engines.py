@@ -2,6 +2,10 @@
 
     runner = make_runner(kind, model_or_path, threads=2, batch_size=1, image_size=(224, 224))
     out = runner(x)   # x: np.ndarray NCHW float32 in [-1, 1] -> np.ndarray [N, classes]
+    outs = runner.outputs(x)  # every output by name (a detection file's several)
+
+Size: seven engines' runners share this one interface, each class short; apart they would
+repeat it.
 
 `kind` is one of `KINDS`:
 
@@ -78,7 +82,7 @@ class Runner:
         raise NotImplementedError
 
     def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output of the file by name (a detection file has several); here the one."""
+        """Every output by name (a detection file has several); by default the one."""
         return {self.output: self(x)}
 
     def activate(self) -> None:
@@ -126,10 +130,8 @@ class OnnxRuntimeRunner(Runner):
     kind = "onnxruntime"
 
     def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output by name (a detection file has several)."""
         names = [o.name for o in self.session.get_outputs()]
-        values = self.session.run(names, {self.input: np.ascontiguousarray(x, np.float32)})
-        return dict(zip(names, values, strict=True))
+        return dict(zip(names, self.session.run(names, {self.input: x}), strict=True))
 
     def __init__(self, path: Path, threads: int) -> None:
         import onnxruntime as ort
@@ -189,22 +191,15 @@ class LiteRTRunner(Runner):
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if not self._resize(x.shape[0]):
             return np.concatenate([self(x[i : i + 1]) for i in range(x.shape[0])])
-        self._invoke(x)
-        return _dequantize(self.interpreter.get_tensor(self.out["index"]), self.out)
-
-    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output by tensor name."""
-        if not self._resize(x.shape[0]):
-            rows = [self.outputs(x[i : i + 1]) for i in range(x.shape[0])]
-            return {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
-        self._invoke(x)
-        return {d["name"]: _dequantize(self.interpreter.get_tensor(d["index"]), d)
-                for d in self.interpreter.get_output_details()}  # fmt: skip
-
-    def _invoke(self, x: np.ndarray) -> None:
         nhwc = np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))
         self.interpreter.set_tensor(self.input["index"], _quantize(nhwc, self.input))
         self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_tensor(self.out["index"]), self.out)
+
+    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        self(x)  # one batch the file takes whole (a detection file's): every output read after
+        return {d["name"]: _dequantize(self.interpreter.get_tensor(d["index"]), d)
+                for d in self.interpreter.get_output_details()}  # fmt: skip
 
 
 class ExecuTorchRunner(Runner):
