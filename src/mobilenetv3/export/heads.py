@@ -165,23 +165,32 @@ def _detections(model: SSDLite, x: torch.Tensor) -> Outputs:
 
 def compare_detections(got: Outputs, expected: Outputs) -> dict[str, float]:
     """The raw outputs element by element; the detections (batch 1) matched rather than by rank,
-    as scores closer than the raw outputs' rounding may swap places: every PyTorch detection
-    scoring above a full list's lowest by more than `SCORE_MARGIN` needs a LiteRT detection of
-    its class, the nearest box of which gives the box and score differences. LiteRT's boxes are
-    clipped to the image first, as `model(x)` clips them."""
+    as scores closer than the raw outputs' rounding may swap places or cross the cut of a full
+    list: each PyTorch detection scoring more than `SCORE_MARGIN` above that cut is compared
+    with LiteRT's detection of its class with the nearest box, clipped to the image first as
+    `model(x)` clips it."""
     differences = same_outputs(got, {name: expected[name] for name in RAW_TFLITE})
     found = {DETECTIONS[name]: value[0] for name, value in got.items() if name in DETECTIONS}
-    count, full = int(found["num_detections"]), len(expected["detection_scores"])
-    boxes = found["detection_boxes"][:count].clip(0.0, 1.0)
-    classes, scores = found["detection_classes"][:count] + 1, found["detection_scores"][:count]
-    wanted = int(expected["num_detections"])
-    lowest = [s[-1] for s in (scores, expected["detection_scores"][:wanted]) if len(s) == full]
-    cut = max(lowest, default=-np.inf) + SCORE_MARGIN
+    count, wanted = int(found["num_detections"]), int(expected["num_detections"])
+    mine = (found["detection_boxes"][:count].clip(0.0, 1.0),
+            found["detection_classes"][:count] + 1, found["detection_scores"][:count])
+    theirs = tuple(expected[f"detection_{key}"][:wanted] for key in ("boxes", "classes", "scores"))
+    full = len(expected["detection_scores"])
+    lowest = [scores[-1] for scores in (mine[2], theirs[2]) if len(scores) == full]
+    box_diff, score_diff, unmatched = _match(mine, theirs, max(lowest, default=-np.inf))
+    return {**differences, "detection_boxes": box_diff, "detection_scores": score_diff,
+            "unmatched_detections": float(unmatched), "num_detections": float(abs(count - wanted))}
+
+
+def _match(got: tuple[np.ndarray, ...], expected: tuple[np.ndarray, ...], cut: float
+           ) -> tuple[float, float, int]:  # fmt: skip
+    """(boxes, classes, scores) of two detection lists: the largest box and score differences
+    of each expected detection above `cut` + `SCORE_MARGIN` from the got detection of its class
+    with the nearest box, and how many found none of their class."""
+    boxes, classes, scores = got
     box_diff, score_diff, unmatched = 0.0, 0.0, 0
-    for box, label, score in zip(expected["detection_boxes"][:wanted],
-                                 expected["detection_classes"][:wanted],
-                                 expected["detection_scores"][:wanted], strict=True):  # fmt: skip
-        if score <= cut:
+    for box, label, score in zip(*expected, strict=True):
+        if score <= cut + SCORE_MARGIN:
             continue
         same = np.flatnonzero(classes == label)
         if not same.size:
@@ -190,8 +199,7 @@ def compare_detections(got: Outputs, expected: Outputs) -> dict[str, float]:
         nearest = same[np.abs(boxes[same] - box).max(1).argmin()]
         box_diff = max(box_diff, float(np.abs(boxes[nearest] - box).max()))
         score_diff = max(score_diff, float(abs(scores[nearest] - score)))
-    return {**differences, "detection_boxes": box_diff, "detection_scores": score_diff,
-            "unmatched_detections": float(unmatched), "num_detections": float(abs(count - wanted))}
+    return box_diff, score_diff, unmatched
 
 
 # TFLite ------------------------------------------------------------------------------------
