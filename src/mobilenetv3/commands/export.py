@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(XNNPACK-delegated; needs the [executorch] extra)")  # fmt: skip
     parser.add_argument("--output", required=True, type=writable_path,
                         help="file to write (atomically), ending in .onnx, .tflite, .pt2 or .pte")
-    add_image_size(parser, (224, 224))
+    add_image_size(parser, None)  # None: 224, SSDLite's 320, LR-ASPP's 1024 x 2048
     parser.add_argument("--dynamic-batch", action="store_true",
                         help="leave the batch dimension free (ONNX, pt2, pte; TFLite "
                              "input signature)")
@@ -40,15 +40,19 @@ def run(args: argparse.Namespace) -> int:
     from mobilenetv3.commands._common import load_model
     from mobilenetv3.export import export, randomize
     from mobilenetv3.export.check import reference_device
+    from mobilenetv3.export.heads import default_image_size
+    from mobilenetv3.heads import SSDLite
     from mobilenetv3.runtime.auto import resolve_device
 
     check_suffix(args.output, args.format)
     device = resolve_device(args.device)
     model = load_model(args)
-    if args.weights is None:
-        randomize(model)  # non-trivial BatchNorm, so the check below means something
+    if args.weights is None:  # non-trivial BatchNorm, so the check below means something;
+        # on SSDLite's 1x1 maps, 2 images would give BatchNorm the variance of 2 numbers
+        randomize(model, batch=8 if isinstance(model, SSDLite) else 2)
+    image_size = args.image_size or default_image_size(model)
     with reference_device(device):
-        result = export(model, args.output, args.format, image_size=args.image_size,
+        result = export(model, args.output, args.format, image_size=image_size,
                         dynamic_batch=args.dynamic_batch, softmax=args.softmax,
                         check=not args.no_check)  # fmt: skip
     print(f"wrote {result}")

@@ -191,15 +191,15 @@ def _run_tapped(layer: Bottleneck, x: torch.Tensor, inner: set[str], prefix: str
     out = x
     for module in layer.block:
         out = module(out)
-        if _inner_name(module) in inner:
-            found[prefix + _inner_name(module)] = out
+        if inner_endpoint(module) in inner:
+            found[prefix + inner_endpoint(module)] = out
     return out + x if layer.residual else out
 
 
 _INNER = {"expand": "expansion_output", "depthwise": "depthwise_output"}
 
 
-def _inner_name(module: nn.Module) -> str | None:
+def inner_endpoint(module: nn.Module) -> str | None:
     """Slim's inner endpoint a bottleneck's part gives (its conv's scope ends in the key)."""
     scope = getattr(getattr(module, "conv", None), "slim_scope", "")
     return _INNER.get(scope.rsplit("/", 1)[-1])
@@ -213,7 +213,7 @@ def feature_points(features: nn.Sequential) -> list[dict[str, Any]]:
         name = f"layer_{number}"
         for part in module.block if isinstance(module, Bottleneck) else [module]:
             reduction *= math.prod(conv.stride[0] for conv in _convs(part))
-            inner = _inner_name(part)  # None for a plain conv (scope Conv, Conv_1)
+            inner = inner_endpoint(part)  # None for a plain conv (scope Conv, Conv_1)
             if inner:
                 points.append({"module": f"{name}/{inner}", "num_chs": part.conv.out_channels,
                                "reduction": reduction})  # fmt: skip

@@ -8,8 +8,12 @@ the engines (`runtime.engines`), which never import an exporter; `export_runner`
 `engine_sources` give an engine that runs files a module by exporting it first. BatchNorm
 folding and the per-layer input sizes come from the deployment graph (`core.deploy`).
 
-`export_onnx`, `export_tflite`, `export_pt2` and `export_pte` are imported lazily so that
-importing this package does not pull in onnx, ExecuTorch or the FlatBuffer schema.
+`export()` sends a detection or segmentation model (SSDLite, LR-ASPP) to `export_head`
+(`export.heads`: ONNX or TFLite at a fixed size, every output checked).
+
+`export_onnx`, `export_tflite`, `export_pt2`, `export_pte` and `export_head` are imported
+lazily so that importing this package does not pull in onnx, ExecuTorch or the FlatBuffer
+schema.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from mobilenetv3.export.check import (
     max_abs_diff,
     reference_output,
 )
+from mobilenetv3.heads import LRASPP, SSDLite
 from mobilenetv3.runtime.engines import FILE_FORMAT, ModelOrPath, Runner, make_runner
 
 FORMATS = ("onnx", "tflite", "pt2", "pte")
@@ -42,6 +47,7 @@ __all__ = [
     "engine_sources",
     "example_input",
     "export",
+    "export_head",
     "export_onnx",
     "export_pt2",
     "export_pte",
@@ -56,9 +62,11 @@ __all__ = [
 
 
 def export(model: nn.Module, path: str | os.PathLike, format: str, **options: Any) -> ExportResult:
-    """Dispatch to `export_<format>`."""
+    """Dispatch to `export_<format>`; a detection or segmentation model to `export_head`."""
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}: expected one of {', '.join(FORMATS)}")
+    if isinstance(model, SSDLite | LRASPP):
+        return __getattr__("export_head")(model, path, format, **options)
     exporter: Callable[..., ExportResult] = __getattr__(f"export_{format}")
     return exporter(model, path, **options)
 
@@ -91,11 +99,12 @@ def export_runner(kind: str, model_or_path: ModelOrPath, *,
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("export_onnx", "export_tflite", "export_pt2", "export_pte"):
+    if name in ("export_onnx", "export_tflite", "export_pt2", "export_pte", "export_head"):
         module = {"export_onnx": "mobilenetv3.export.onnx",
                   "export_tflite": "mobilenetv3.export.tflite",
                   "export_pt2": "mobilenetv3.export.pt2",
-                  "export_pte": "mobilenetv3.export.pte"}
+                  "export_pte": "mobilenetv3.export.pte",
+                  "export_head": "mobilenetv3.export.heads"}
         from importlib import import_module
 
         return getattr(import_module(module[name]), name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mobilenetv3.heads import LRASPP, SSDLite
+
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -26,6 +28,7 @@ class ExportResult:
     path: Path
     format: str
     max_abs_diff: float | None  # None when the check was skipped
+    differences: dict[str, float] | None = None  # per output, where a file has several
 
     def __str__(self) -> str:
         diff = "unchecked" if self.max_abs_diff is None else f"max abs diff {self.max_abs_diff:.3g}"
@@ -74,8 +77,44 @@ def engine_difference(engine: str, path: str | os.PathLike, model: nn.Module,
                       batch: int = 1) -> float:  # fmt: skip
     """Max abs difference between `engine` running the file at `path` and PyTorch on the same
     reproducible batch: the check after every export to a file engine."""
+
+    def first(got: Outputs, expected: Outputs) -> dict[str, float]:
+        return {"output": max_abs_diff(next(iter(got.values())), expected["output"])}
+
+    differences = engine_differences(
+        engine, path, lambda x: {"output": reference_output(model, x, softmax)}, image_size,
+        batch, compare=first,
+    )
+    return differences["output"]
+
+
+Outputs = dict[str, np.ndarray]
+
+
+def engine_differences(engine: str, path: str | os.PathLike,
+                       reference: Callable[[torch.Tensor], Outputs], image_size: tuple[int, int],
+                       batch: int = 1,
+                       compare: Callable[[Outputs, Outputs], dict[str, float]] | None = None,
+                       ) -> dict[str, float]:  # fmt: skip
+    """`compare` (default `same_outputs`) of what `engine` gives running the file at `path`
+    and what `reference` (PyTorch) gives, on the same reproducible batch."""
     from mobilenetv3.runtime.engines import make_runner
 
     x = example_input(image_size, batch, seed=1)
-    runner = make_runner(engine, path, threads=1)
-    return max_abs_diff(runner(x.numpy()), reference_output(model, x, softmax))
+    got = make_runner(engine, path, threads=1).outputs(x.numpy())
+    return (compare or same_outputs)(got, reference(x))
+
+
+def same_outputs(got: Outputs, expected: Outputs) -> dict[str, float]:
+    """Max abs difference per output of the reference; the file must have each by its name."""
+    missing = sorted(set(expected) - set(got))
+    if missing:
+        raise ValueError(f"the file has no output {', '.join(missing)} (it has {sorted(got)})")
+    return {name: max_abs_diff(got[name], value) for name, value in expected.items()}
+
+
+def refuse_head(model: nn.Module, exporter: str) -> None:
+    """One line for a detection or segmentation model given to a classifier's exporter."""
+    if isinstance(model, SSDLite | LRASPP):
+        raise ValueError(f"{exporter} writes classifiers; export a {type(model).__name__} "
+                         "through mobilenetv3.export.export (it checks each of its outputs)")

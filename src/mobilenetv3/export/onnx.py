@@ -21,7 +21,12 @@ from torch import nn
 
 from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core.deploy import deploy_graph
-from mobilenetv3.export.check import ExportResult, engine_difference, example_input
+from mobilenetv3.export.check import (
+    ExportResult,
+    engine_difference,
+    example_input,
+    refuse_head,
+)
 
 OPSET = 17
 
@@ -38,18 +43,31 @@ def export_onnx(
 ) -> ExportResult:
     """Write `model` as ONNX (input `input` NCHW float in [-1, 1], output `logits` or
     `probabilities`), then run it in ONNX Runtime against PyTorch."""
-    if opset < 14:
-        raise ValueError(f"opset {opset} lacks native HardSwish; use 14 or newer")
+    refuse_head(model, "export_onnx")
     image_size = tuple(image_size)
-    graph = deploy_graph(model, image_size, softmax)
     output = "probabilities" if softmax else "logits"
-    axes = {"input": {0: "batch"}, output: {0: "batch"}} if dynamic_batch else None
-    with atomic_output(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(graph, (example_input(image_size),), str(tmp), input_names=["input"],
-                          output_names=[output], dynamic_axes=axes, opset_version=opset,
-                          dynamo=False, do_constant_folding=True)  # fmt: skip
+    with atomic_output(path) as tmp:
+        write_onnx(deploy_graph(model, image_size, softmax), tmp, image_size, [output],
+                   dynamic_batch, opset)  # fmt: skip
         batch = 2 if dynamic_batch else 1
         diff = (engine_difference("onnxruntime", tmp, model, image_size, softmax, batch)
                 if check else None)  # fmt: skip
     return ExportResult(Path(path), "onnx", diff)
+
+
+def write_onnx(graph: nn.Module, path: Path, image_size: tuple[int, int], outputs: list[str],
+               dynamic_batch: bool, opset: int = OPSET,
+               unbatched: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Trace `graph` (a deployment graph: shapes static) into an ONNX file with input `input`
+    and these outputs, batch-first but the `unbatched` (constants); `dynamic_batch` leaves
+    the batch dimension free."""
+    if opset < 14:
+        raise ValueError(f"opset {opset} lacks native HardSwish; use 14 or newer")
+    batched = [name for name in ["input", *outputs] if name not in unbatched]
+    axes = {name: {0: "batch"} for name in batched} if dynamic_batch else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(graph, (example_input(image_size),), str(path), input_names=["input"],
+                          output_names=outputs, dynamic_axes=axes, opset_version=opset,
+                          dynamo=False, do_constant_folding=True)  # fmt: skip
+

@@ -28,7 +28,7 @@ from torch import nn
 from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core import layers
 from mobilenetv3.core.deploy import fold_batch_norm
-from mobilenetv3.export.check import ExportResult, engine_difference
+from mobilenetv3.export.check import ExportResult, engine_difference, refuse_head
 from mobilenetv3.tflite.model import Model
 from mobilenetv3.tflite.writer import serialize
 
@@ -62,13 +62,24 @@ def emit_conv(g: Model, layer: layers.ConvBNAct, x: int) -> int:
     return out
 
 
-def average_pool(g: Model, x: int, name: str, window: tuple[int, int] | None = None) -> int:
-    """AVERAGE_POOL_2D, VALID, stride 1; the whole map unless `window` is given."""
+def average_pool(g: Model, x: int, name: str, window: tuple[int, int] | None = None,
+                 stride: tuple[int, int] = (1, 1)) -> int:  # fmt: skip
+    """AVERAGE_POOL_2D, VALID; the whole map unless `window` is given."""
     batch, height, width, channels = g.shape(x)
     kh, kw = window or (height, width)
-    return g.op("AVERAGE_POOL_2D", [x], name, (batch, height - kh + 1, width - kw + 1, channels),
-                padding="VALID", stride_h=1, stride_w=1, filter_height=kh, filter_width=kw,
+    shape = (batch, (height - kh) // stride[0] + 1, (width - kw) // stride[1] + 1, channels)
+    return g.op("AVERAGE_POOL_2D", [x], name, shape, padding="VALID", stride_h=stride[0],
+                stride_w=stride[1], filter_height=kh, filter_width=kw,
                 fused_activation_function="NONE")  # fmt: skip
+
+
+def emit_hard_sigmoid(g: Model, x: int, scope: str) -> int:
+    """Slim's gate `relu6(x + 3) * 0.16667`, op for op: ADD (fused RELU6), MUL."""
+    shape = g.shape(x)
+    three = g.add_constant(f"{scope}/add/y", np.array(3.0, np.float32))
+    x = g.op("ADD", [x, three], f"{scope}/Relu6", shape, fused_activation_function="RELU6")
+    sixth = g.add_constant(f"{scope}/mul/y", np.array(0.16667, np.float32))
+    return g.op("MUL", [x, sixth], f"{scope}/mul", shape, fused_activation_function="NONE")
 
 
 def emit_squeeze_excite(g: Model, layer: layers.SqueezeExcite, x: int) -> int:
@@ -76,20 +87,19 @@ def emit_squeeze_excite(g: Model, layer: layers.SqueezeExcite, x: int) -> int:
     scope = layer.reduce.conv.slim_scope.rsplit("/", 1)[0]
     pooled = average_pool(g, x, f"{scope}/AvgPool")
     gate = emit_conv(g, layer.expand, emit_conv(g, layer.reduce, pooled))
-    shape = g.shape(gate)
-    three = g.add_constant(f"{scope}/Conv_1/add/y", np.array(3.0, np.float32))
-    gate = g.op("ADD", [gate, three], f"{scope}/Conv_1/Relu6", shape,
-                fused_activation_function="RELU6")  # fmt: skip
-    sixth = g.add_constant(f"{scope}/Conv_1/mul/y", np.array(0.16667, np.float32))
-    gate = g.op("MUL", [gate, sixth], f"{scope}/Conv_1/mul", shape,
-                fused_activation_function="NONE")  # fmt: skip
+    gate = emit_hard_sigmoid(g, gate, f"{scope}/Conv_1")
     return g.op("MUL", [x, gate], f"{scope}/mul", g.shape(x), fused_activation_function="NONE")
 
 
-def emit_bottleneck(g: Model, block: layers.Bottleneck, x: int) -> int:
+def emit_bottleneck(g: Model, block: layers.Bottleneck, x: int,
+                    tap: Callable[[nn.Module, int], None] | None = None) -> int:  # fmt: skip
+    """The block's layers [+ the residual ADD]; `tap` sees each inner layer's output (the
+    heads take slim's inner endpoints, e.g. `layer_14/expansion_output`)."""
     out = x
     for layer in block.block:
         out = emit(g, layer, out)
+        if tap is not None:
+            tap(layer, out)
     if not block.residual:
         return out
     scope = block.block[-1].conv.slim_scope.rsplit("/", 1)[0]  # the project conv's block
@@ -170,6 +180,7 @@ def export_tflite(
     check: bool = True,
 ) -> ExportResult:
     """Write `model` as a float .tflite, then run it in LiteRT against PyTorch."""
+    refuse_head(model, "export_tflite")
     data = tflite_bytes(model, image_size, softmax, dynamic_batch)
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)

@@ -55,8 +55,12 @@ class LRASPP(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=True)
 
     def _pool(self, high: torch.Tensor) -> torch.Tensor:
-        """DeepLab's window: scale_dimension(crop, 1/32) = (crop - 1) // 32 + 1 pixels, clipped
-        to the map (where TF fails on inputs smaller than the crop)."""
-        sizes = zip(self.pooling_crop, high.shape[-2:], strict=True)
-        window = [min((crop - 1) // OUTPUT_STRIDE + 1, size) for crop, size in sizes]
+        window = self.pool_window(high.shape[-2:])
         return F.avg_pool2d(high, window, stride=self.spec.pooling_stride)
+
+    def pool_window(self, size: tuple[int, int]) -> list[int]:
+        """DeepLab's image-pooling window on a map of this size: scale_dimension(crop, 1/32) =
+        (crop - 1) // 32 + 1 pixels, clipped to the map (where TF fails on inputs smaller than
+        the crop)."""
+        sizes = zip(self.pooling_crop, size, strict=True)
+        return [min((crop - 1) // OUTPUT_STRIDE + 1, side) for crop, side in sizes]

@@ -2,6 +2,10 @@
 
     runner = make_runner(kind, model_or_path, threads=2, batch_size=1, image_size=(224, 224))
     out = runner(x)   # x: np.ndarray NCHW float32 in [-1, 1] -> np.ndarray [N, classes]
+    outs = runner.outputs(x)  # every output by name (a detection file's several)
+
+Size: seven engines' runners share this one interface, each class short; apart they would
+repeat it.
 
 `kind` is one of `KINDS`:
 
@@ -80,6 +84,10 @@ class Runner:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output by name (a detection file has several); by default the one."""
+        return {self.output: self(x)}
+
     def activate(self) -> None:
         """Make process-wide settings this runner's (its thread count) before a call; the
         latency timer calls it outside the timed region. Calls do it themselves too."""
@@ -123,6 +131,10 @@ class TorchRunner(Runner):
 
 class OnnxRuntimeRunner(Runner):
     kind = "onnxruntime"
+
+    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, {self.input: x}), strict=True))
 
     def __init__(self, path: Path, threads: int) -> None:
         import onnxruntime as ort
@@ -202,6 +214,11 @@ class LiteRTRunner(Runner):
         self.interpreter.set_tensor(self.input["index"], _quantize(nhwc, self.input))
         self.interpreter.invoke()
         return _dequantize(self.interpreter.get_tensor(self.out["index"]), self.out)
+
+    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        self(x)  # one batch the file takes whole (a detection file's): every output read after
+        return {d["name"]: _dequantize(self.interpreter.get_tensor(d["index"]), d)
+                for d in self.interpreter.get_output_details()}  # fmt: skip
 
 
 class ExecuTorchRunner(Runner):

@@ -48,6 +48,7 @@ OPTIONS_TYPES = {
     "MEAN": "ReducerOptions",
     "MUL": "MulOptions",
     "RESHAPE": "ReshapeOptions",
+    "RESIZE_BILINEAR": "ResizeBilinearOptions",
     "SOFTMAX": "SoftmaxOptions",
     "SQUEEZE": "SqueezeOptions",
 }
@@ -114,7 +115,8 @@ class Operator:
     outputs: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict)
     version: int = 1  # the kernel version LiteRT's registry is asked for
-    custom_code: str | None = None
+    custom_code: str | None = None  # a CUSTOM op's name, e.g. "TFLite_Detection_PostProcess"
+    custom_options: bytes | None = None  # a CUSTOM op's options, a FlexBuffer map
 
 
 @dataclass

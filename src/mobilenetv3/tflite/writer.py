@@ -103,6 +103,7 @@ def _tensor(b: flatbuffers.Builder, t: Tensor, buffer: int) -> int:
 def _operator(b: flatbuffers.Builder, op: Operator, opcode_index: int) -> int:
     inputs, outputs = _int_vector(b, op.inputs), _int_vector(b, op.outputs)
     options = _options(b, op)
+    custom = None if op.custom_options is None else b.CreateByteVector(op.custom_options)
     tflite.OperatorStart(b)
     tflite.OperatorAddOpcodeIndex(b, opcode_index)
     tflite.OperatorAddInputs(b, inputs)
@@ -110,6 +111,9 @@ def _operator(b: flatbuffers.Builder, op: Operator, opcode_index: int) -> int:
     if options is not None:
         tflite.OperatorAddBuiltinOptionsType(b, options[0])
         tflite.OperatorAddBuiltinOptions(b, options[1])
+    if custom is not None:
+        tflite.OperatorAddCustomOptions(b, custom)
+        tflite.OperatorAddCustomOptionsFormat(b, tflite.CustomOptionsFormat.FLEXBUFFERS)
     return tflite.OperatorEnd(b)
 
 
