@@ -316,10 +316,11 @@ def _scope_of(tensor_name: str) -> str:
 
 
 def _folded_gate_offset(op: Any, scope: str) -> float:
-    """3.0 where TF's converter folded the squeeze-excite gate's `+3` into the excite conv's bias
-    (a fused RELU6, then MUL 0.16667); the official files keep a separate ADD, as the model does."""
-    excite = scope.endswith("squeeze_excite/Conv_1")
-    return 3.0 if excite and op.options.get("fused_activation_function") == "RELU6" else 0.0
+    """3.0 where TF's converter folded a hard-sigmoid gate's `+3` into the conv's bias (a fused
+    RELU6, then MUL 0.16667): squeeze-excite's excite conv, LR-ASPP's image pooling; the official
+    files keep a separate ADD, as the model does."""
+    gate = scope.endswith("squeeze_excite/Conv_1") or scope == "image_pooling"
+    return 3.0 if gate and op.options.get("fused_activation_function") == "RELU6" else 0.0
 
 
 def existing_weights(weights: str | os.PathLike) -> Path:
