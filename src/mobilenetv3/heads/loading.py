@@ -116,11 +116,13 @@ def _graph_spec(spec: SSDLiteSpec | LRASPPSpec, graph: Model, classes: int
     """The spec with what the .tflite's graph fixes: SSDLite's post-process options (NMS, box
     coder scales) and square input size; LR-ASPP's image pooling window and stride."""
     if isinstance(spec, LRASPPSpec):
+        # the image pooling: the last pool in the (topologically ordered) operators, after the
+        # backbone's squeeze-excite pools where a converter writes those as pools
         pools = [op for op in graph.operators if op.opcode == "AVERAGE_POOL_2D"]
-        if len(pools) != 1:
-            raise TFLiteError(f"{graph.source} has {len(pools)} AVERAGE_POOL_2D operators, an "
-                              "LR-ASPP graph has one (its image pooling)")  # fmt: skip
-        o = pools[0].options
+        if not pools:
+            raise TFLiteError(f"{graph.source} has no AVERAGE_POOL_2D operator, an LR-ASPP graph "
+                              "has one (its image pooling)")  # fmt: skip
+        o = pools[-1].options
         window = (o["filter_height"], o["filter_width"])  # DeepLab's (crop - 1) // 32 + 1
         return dataclasses.replace(spec, pooling_stride=(o["stride_h"], o["stride_w"]),
                                    pooling_crop=tuple((w - 1) * OUTPUT_STRIDE + 1
