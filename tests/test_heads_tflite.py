@@ -18,9 +18,10 @@ from mobilenetv3.cli import main
 from mobilenetv3.export import export, randomize
 from mobilenetv3.heads import LRASPP, SSDLite, build
 from mobilenetv3.heads.specs import NMS
-from mobilenetv3.tflite.model import DetectionPostProcess, TFLiteError
+from mobilenetv3.tflite.model import DetectionPostProcess, Quantization, TFLiteError
 from mobilenetv3.tflite.reader import TFLiteModel
 from mobilenetv3.tflite.writer import serialize
+from mobilenetv3.weights.errors import WeightsError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TFLITE = FIXTURES / "tflite"
@@ -158,3 +159,26 @@ def test_classification_tflite_given_to_detect_is_one_line(
     assert main(["detect", str(image), "--weights", str(CLASSIFIER)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a detection model (it builds MobileNet)" in err[0], err
+
+
+def test_uint8_detection_weights_load_only_with_dequantize(
+        exported_ssdlite: tuple[SSDLite, Path], tmp_path: Path) -> None:  # fmt: skip
+    model, path = exported_ssdlite
+
+    def to_uint8(tfl: TFLiteModel) -> None:  # per-tensor uint8 filters, as the zoo's files
+        for op in tfl.operators:
+            if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+                w = tfl.tensors[op.inputs[1]]
+                scale = float(np.abs(w.data).max()) / 127.0
+                w.data = (np.round(w.data / scale) + 128).astype(np.uint8)
+                w.dtype, w.quantization = w.data.dtype, Quantization.per_tensor(scale, 128)
+
+    quantized = _rewritten(path, tmp_path / "uint8.tflite", to_uint8)
+    with pytest.raises(WeightsError, match="8-bit .tflite, an int8 model"):
+        create_model(weights=quantized)
+    loaded = create_model(weights=quantized, dequantize=True)
+    assert isinstance(loaded, SSDLite) and loaded.variant == model.variant
+    x = torch.from_numpy(np.random.default_rng(4).uniform(-1, 1, (1, 3, 96, 128)).astype("f4"))
+    with torch.no_grad():
+        got, expected = loaded.forward_raw(x), model.forward_raw(x)
+    assert 0 < float((got["class_logits"] - expected["class_logits"]).abs().max()) < 0.5
