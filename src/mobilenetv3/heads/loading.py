@@ -114,7 +114,9 @@ def load_head(state: dict[str, np.ndarray], source: str, name: str | None = None
 def _graph_spec(spec: SSDLiteSpec | LRASPPSpec, graph: Model, classes: int
                 ) -> SSDLiteSpec | LRASPPSpec:  # fmt: skip
     """The spec with what the .tflite's graph fixes: SSDLite's post-process options (NMS, box
-    coder scales) and square input size; LR-ASPP's image pooling window and stride."""
+    coder scales) and square input size; LR-ASPP's image pooling window and stride. The model
+    runs per-class NMS whatever `use_regular_nms` says (the zoo's detect.tflite asks for LiteRT's
+    fast NMS, one class per box)."""
     if isinstance(spec, LRASPPSpec):
         # the image pooling: the last pool in the (topologically ordered) operators, after the
         # backbone's squeeze-excite pools where a converter writes those as pools
@@ -129,24 +131,19 @@ def _graph_spec(spec: SSDLiteSpec | LRASPPSpec, graph: Model, classes: int
                                                       for w in window))  # fmt: skip
     _, height, width, _ = graph.tensors[graph.inputs[0]].shape
     spec = dataclasses.replace(spec, input_size=height if height == width else spec.input_size)
-    options = postprocess_options(graph)
-    if options is None:  # the raw graph: box encodings and scores only
+    ops = [op for op in graph.operators if op.custom_code == POSTPROCESS]
+    if not ops:  # the raw graph: box encodings and scores only
         return spec
-    if options.num_classes != classes:
-        raise TFLiteError(f"{graph.source}: {POSTPROCESS} has num_classes {options.num_classes}, "
-                          f"the class predictor has {classes}; the file is damaged")  # fmt: skip
+    options = DetectionPostProcess.from_flexbuffer(ops[0].custom_options or b"", graph.source)
+    scores = graph.tensors[ops[0].inputs[1]].shape
+    if options.num_classes != classes or scores[-1:] != (classes + 1,):
+        raise TFLiteError(f"{graph.source}: {POSTPROCESS} has num_classes {options.num_classes} "
+                          f"and scores {scores}, the class predictor has {classes} classes and "
+                          "a background; the file is damaged")  # fmt: skip
     nms = NMS(score_threshold=options.nms_score_threshold, iou_threshold=options.nms_iou_threshold,
               max_per_class=options.detections_per_class, max_total=options.max_detections)
     scales = (options.y_scale, options.x_scale, options.h_scale, options.w_scale)
     return dataclasses.replace(spec, nms=nms, box_scales=scales)
-
-
-def postprocess_options(graph: Model) -> DetectionPostProcess | None:
-    """The options of the graph's `TFLite_Detection_PostProcess`, None in a raw graph."""
-    ops = [op for op in graph.operators if op.custom_code == POSTPROCESS]
-    if not ops:
-        return None
-    return DetectionPostProcess.from_flexbuffer(ops[0].custom_options or b"", graph.source)
 
 
 def _check_anchors(model: SSDLite, graph: Model) -> None:
