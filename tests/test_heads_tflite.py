@@ -183,3 +183,17 @@ def test_uint8_detection_weights_load_only_with_dequantize(
     with torch.no_grad():
         got, expected = loaded.forward_raw(x), model.forward_raw(x)
     assert 0 < float((got["class_logits"] - expected["class_logits"]).abs().max()) < 0.5
+
+
+def test_a_file_without_slim_scopes_is_one_line(exported_ssdlite: tuple[SSDLite, Path],
+                                                tmp_path: Path) -> None:  # fmt: skip
+    _, path = exported_ssdlite
+
+    def rename(tfl: TFLiteModel) -> None:  # the weights are mapped by their slim scopes
+        for i, tensor in enumerate(tfl.tensors):
+            tensor.name = f"t{i}"
+
+    bad = _rewritten(path, tmp_path / "renamed.tflite", rename)
+    with pytest.raises(TFLiteError, match="is not a MobileNet tflite of this project") as error:
+        create_model(weights=bad)
+    assert "\n" not in str(error.value)
