@@ -3,7 +3,8 @@
 The FlatBuffer is walked with the schema-generated classes of the `tflite` package into the
 data model of `tflite.model`; every tensor, operator and buffer is decoded eagerly in
 `TFLiteModel.from_bytes`, so a truncated or foreign file fails there, with a `TFLiteError`
-that says what is wrong, instead of later inside an interpreter.
+that says what is wrong, instead of later inside an interpreter. Of the CUSTOM operators it
+knows SSD's `TFLite_Detection_PostProcess`, whose options are decoded (and so checked) here too.
 """
 
 from __future__ import annotations
@@ -238,13 +239,12 @@ def _operator(op: Any, i: int, opcodes: list, tensors: list[Tensor], source: str
                           f"{expected or 'none'}; {DAMAGED}")  # fmt: skip
     where = f"{source}: operator {i} ({custom or name})"
     options = _decode_options(op, where)
-    return Operator(name, ins, outs, options, version, custom, _custom_options(op, custom, where))
+    blob = _custom_options(op, custom, where) if name == "CUSTOM" else None
+    return Operator(name, ins, outs, options, version, custom, blob)
 
 
-def _custom_options(op: Any, custom: str | None, where: str) -> bytes | None:
+def _custom_options(op: Any, custom: str, where: str) -> bytes:
     """A known custom operator's options blob, checked by decoding it (`KNOWN_CUSTOM_OPS`)."""
-    if custom is None:
-        return None
     length = int(op.CustomOptionsLength())
     if length > MAX_CUSTOM_OPTIONS:
         raise TFLiteError(f"{where} declares {length} bytes of custom options, more than "
