@@ -105,7 +105,7 @@ def load_pretrained(weights: Any, name: str | None = None, *, num_classes: int =
             "float model with dequantize=True (--dequantize)"
         )
     if is_head_model(state, name):
-        return load_head(state, str(path), name)
+        return load_head(state, str(path), name, meta)
     return loading.model_from_state(state, meta, path, name, num_classes=num_classes,
                                     depth_multiplier=depth_multiplier, use_ema=use_ema,
                                     dropout=dropout)  # fmt: skip

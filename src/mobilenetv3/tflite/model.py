@@ -10,15 +10,16 @@ Operator options are a dict keyed by the schema's field names in snake_case
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
+from flatbuffers import flexbuffers
 
 from mobilenetv3.errors import WeightsError
 
-__all__ = ["OPTIONS_TYPES", "TENSOR_TYPES", "Model", "Operator", "Quantization", "Tensor",
-           "TFLiteError"]  # fmt: skip
+__all__ = ["OPTIONS_TYPES", "POSTPROCESS", "TENSOR_TYPES", "DetectionPostProcess", "Model",
+           "Operator", "Quantization", "Tensor", "TFLiteError"]  # fmt: skip
 
 #: Schema TensorType name -> numpy dtype.
 TENSOR_TYPES: dict[str, np.dtype] = {
@@ -54,9 +55,80 @@ OPTIONS_TYPES = {
 }
 
 
+#: The custom operator of SSD detection files (TF Object Detection's exporter; LiteRT ships it).
+POSTPROCESS = "TFLite_Detection_PostProcess"
+MAX_CUSTOM_OPTIONS = 1 << 16  # the post-process options are about 400 bytes
+
+
 class TFLiteError(WeightsError):
     """A file that is not a readable TFLite model, or one this project cannot use: the message
     names the file and the part of it (tensor, operator, buffer) that is wrong."""
+
+
+@dataclass(frozen=True)
+class DetectionPostProcess:
+    """The options of `TFLite_Detection_PostProcess` (its FlexBuffer map): NMS and box coder."""
+
+    max_detections: int
+    max_classes_per_detection: int
+    detections_per_class: int
+    use_regular_nms: bool
+    nms_score_threshold: float
+    nms_iou_threshold: float
+    num_classes: int
+    y_scale: float
+    x_scale: float
+    h_scale: float
+    w_scale: float
+
+    @classmethod
+    def from_flexbuffer(cls, data: bytes, where: str) -> DetectionPostProcess:
+        """Decode the map key by key (never the whole blob: a hostile one could nest deeply),
+        each value checked for its kind and range; a TFLiteError naming `where` otherwise."""
+        try:
+            if not 3 <= len(data) <= MAX_CUSTOM_OPTIONS:
+                raise _BadOptions(f"are {len(data)} bytes")
+            root = flexbuffers.GetRoot(data)
+            if not root.IsMap:
+                raise _BadOptions("are not a FlexBuffer map")
+            entries = root.AsMap
+            keys = set(entries.Keys.Value)
+            options = cls(**{f.name: _option(entries, keys, f.name, f.type) for f in fields(cls)})
+        except Exception as exc:  # struct.error, IndexError...: the reads trust every offset
+            problem = str(exc) if isinstance(exc, _BadOptions) else (
+                f"cannot be decoded (an offset points outside them; {type(exc).__name__})")
+            raise TFLiteError(f"{where}: the {POSTPROCESS} options {problem}; the file is "
+                              "truncated or damaged: export it again") from exc  # fmt: skip
+        options.check(where)
+        return options
+
+    def check(self, where: str) -> None:
+        counts = (self.max_detections, self.max_classes_per_detection,
+                  self.detections_per_class, self.num_classes)  # fmt: skip
+        scales = (self.y_scale, self.x_scale, self.h_scale, self.w_scale)
+        if not all(0 < c <= 1 << 16 for c in counts) or not all(0 < s < 1e6 for s in scales) \
+                or not 0.0 <= self.nms_iou_threshold <= 1.0 \
+                or not -1e6 < self.nms_score_threshold < 1e6:  # fmt: skip
+            raise TFLiteError(f"{where}: {POSTPROCESS} options out of range ({self}); the file "
+                              "is damaged")  # fmt: skip
+
+
+class _BadOptions(ValueError):
+    """What is wrong with a post-process options map (worded to follow "the options")."""
+
+
+def _option(entries: Any, keys: set, key: str, kind: str) -> Any:
+    """One value of the options map, of the kind its field declares."""
+    if key not in keys:
+        raise _BadOptions(f"lack {key!r}")
+    ref = entries[key]
+    if kind == "bool" and (ref.IsBool or ref.IsInt):
+        return bool(ref.AsInt if ref.IsInt else ref.AsBool)
+    if kind == "int" and ref.IsInt:
+        return int(ref.AsInt)
+    if kind == "float" and ref.IsNumeric:
+        return float(ref.AsFloat if ref.IsFloat else ref.AsInt)
+    raise _BadOptions(f"hold {key!r} as {ref._type.name} where {kind} is expected")
 
 
 @dataclass

@@ -3,7 +3,8 @@
 The FlatBuffer is walked with the schema-generated classes of the `tflite` package into the
 data model of `tflite.model`; every tensor, operator and buffer is decoded eagerly in
 `TFLiteModel.from_bytes`, so a truncated or foreign file fails there, with a `TFLiteError`
-that says what is wrong, instead of later inside an interpreter.
+that says what is wrong, instead of later inside an interpreter. Of the CUSTOM operators it
+knows SSD's `TFLite_Detection_PostProcess`, whose options are decoded (and so checked) here too.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import numpy as np
 import tflite
 
 from mobilenetv3.tflite.model import (
+    MAX_CUSTOM_OPTIONS,
     OPTIONS_TYPES,
+    POSTPROCESS,
     TENSOR_TYPES,
+    DetectionPostProcess,
     Model,
     Operator,
     Quantization,
@@ -41,8 +45,10 @@ MOBILENET_SCOPES = ("MobilenetV3/", "MobilenetV2/", "MobilenetEdgeTPU/")
 KNOWN_OPS = frozenset({
     "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE",
     "FULLY_CONNECTED", "HARD_SWISH", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "QUANTIZE",
-    "RELU", "RELU6", "RESHAPE", "SOFTMAX", "SQUEEZE",
+    "RELU", "RELU6", "RESHAPE", "RESIZE_BILINEAR", "SOFTMAX", "SQUEEZE",
 })  # fmt: skip
+#: CUSTOM operators the reader knows, by custom code: their options decoder.
+KNOWN_CUSTOM_OPS = {POSTPROCESS: DetectionPostProcess.from_flexbuffer}
 
 
 def _enum_names(enum_cls: type) -> dict[int, str]:
@@ -214,10 +220,10 @@ def _operator(op: Any, i: int, opcodes: list, tensors: list[Tensor], source: str
     name, version, custom = opcodes[idx]
     ins = tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else ()
     outs = tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else ()
-    if name not in KNOWN_OPS:
+    if name not in KNOWN_OPS and not (name == "CUSTOM" and custom in KNOWN_CUSTOM_OPS):
         shown = f"CUSTOM({custom})" if name == "CUSTOM" else name
         first = tensors[outs[0]].name if outs and 0 <= outs[0] < len(tensors) else "?"
-        known = ", ".join(sorted(KNOWN_OPS))
+        known = ", ".join([*sorted(KNOWN_OPS), *(f"CUSTOM({c})" for c in KNOWN_CUSTOM_OPS)])
         raise TFLiteError(f"{source}: operator {i} is {shown} (producing {first!r}), which this "
                           f"reader does not know; known: {known}")  # fmt: skip
     bad = [t for t in ins if not -1 <= t < len(tensors)] + [t for t in outs
@@ -231,8 +237,21 @@ def _operator(op: Any, i: int, opcodes: list, tensors: list[Tensor], source: str
         raise TFLiteError(f"{source}: operator {i} ({name}, producing "
                           f"{tensors[outs[0]].name!r}) carries {kind} options, expected "
                           f"{expected or 'none'}; {DAMAGED}")  # fmt: skip
-    options = _decode_options(op, f"{source}: operator {i} ({name})")
-    return Operator(name, ins, outs, options, version, custom)
+    where = f"{source}: operator {i} ({custom or name})"
+    options = _decode_options(op, where)
+    blob = _custom_options(op, custom, where) if name == "CUSTOM" else None
+    return Operator(name, ins, outs, options, version, custom, blob)
+
+
+def _custom_options(op: Any, custom: str, where: str) -> bytes:
+    """A known custom operator's options blob, checked by decoding it (`KNOWN_CUSTOM_OPS`)."""
+    length = int(op.CustomOptionsLength())
+    if length > MAX_CUSTOM_OPTIONS:
+        raise TFLiteError(f"{where} declares {length} bytes of custom options, more than "
+                          f"{MAX_CUSTOM_OPTIONS}; {DAMAGED}")  # fmt: skip
+    data = op.CustomOptionsAsNumpy().tobytes() if length else b""
+    KNOWN_CUSTOM_OPS[custom](data, where)
+    return data
 
 
 def _graph_ends(graph: Any, tensors: list[Tensor], source: str) -> tuple[list[int], list[int]]:
@@ -312,8 +331,8 @@ def check_mobilenet(model: Model) -> str:
 
     Lets a user who hands in a tflite of another network read which network they gave.
     """
-    for scope in MOBILENET_SCOPES:
-        if any(t.name.startswith(scope) for t in model.tensors):
+    for scope in MOBILENET_SCOPES:  # SSD files nest the backbone in FeatureExtractor/
+        if any(t.name.startswith((scope, f"FeatureExtractor/{scope}")) for t in model.tensors):
             return scope.rstrip("/")
     scopes: list[str] = []
     for t in model.tensors:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from mobilenetv3.core import specs
-from mobilenetv3.core.layers import BATCH_NORM_EPS
 from mobilenetv3.core.model import MobileNet
 from mobilenetv3.core.naming import slim_names, slim_shape
 from mobilenetv3.tflite.model import Model, Operator, Tensor, TFLiteError
@@ -187,24 +187,25 @@ def _adapt_classes(array: np.ndarray, slim: str, num_classes: int) -> np.ndarray
     return array
 
 
-def fold_identity_batch_norm(model: MobileNet, state: dict[str, np.ndarray]) -> None:
+def fold_identity_batch_norm(model: nn.Module, state: dict[str, np.ndarray]) -> None:
     """Fill in BatchNorm variables as identity where `state` holds folded conv biases instead.
 
     .tflite files fold BatchNorm into conv weights and a bias; the model keeps its BatchNorm
-    layers (so it can be trained again), set to gamma=1, mean=0, var=1-eps, beta=bias, which
-    computes exactly conv + bias.
+    layers (so it can be trained again), set to gamma=1, mean=0, var=1-eps (each layer's own
+    eps), beta=bias, which computes exactly conv + bias.
     """
-    for slim in slim_names(model):
-        if not slim.endswith("/BatchNorm/gamma"):
+    for module in model.modules():
+        scope = getattr(module, "slim_scope", "")
+        if not (isinstance(module, nn.BatchNorm2d) and scope.endswith("/BatchNorm")):
             continue
-        scope = slim.removesuffix("/BatchNorm/gamma")
+        scope = scope.removesuffix("/BatchNorm")
         bias = state.pop(f"{scope}/biases", None)
         if bias is None or f"{scope}/BatchNorm/beta" in state:
             continue
         state[f"{scope}/BatchNorm/beta"] = bias
         state[f"{scope}/BatchNorm/gamma"] = np.ones_like(bias)
         state[f"{scope}/BatchNorm/moving_mean"] = np.zeros_like(bias)
-        state[f"{scope}/BatchNorm/moving_variance"] = np.full_like(bias, 1.0 - BATCH_NORM_EPS)
+        state[f"{scope}/BatchNorm/moving_variance"] = np.full_like(bias, 1.0 - module.eps)
 
 
 # -- sources ------------------------------------------------------------------------------------
@@ -249,7 +250,8 @@ def _tar_slim_state(path: Path, use_ema: bool) -> tuple[dict[str, np.ndarray], d
 
 def tflite_slim_state(data: bytes, source: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Dequantized conv weights and folded biases of a slim-exported .tflite, in slim layout,
-    and whether they were 8-bit (then the file is an int8 model: `load_pretrained` gates it)."""
+    and whether they were 8-bit (then the file is an int8 model: `load_pretrained` gates it);
+    the metadata's `graph` is the file's data model, for what a head reads from its structure."""
     from mobilenetv3.tflite.reader import TFLiteModel, check_mobilenet
 
     tfl = TFLiteModel.from_bytes(data, source=source)
@@ -268,7 +270,7 @@ def tflite_slim_state(data: bytes, source: str) -> tuple[dict[str, np.ndarray], 
         state[f"{scope}/biases"] = _finite(tfl, bias) - _folded_gate_offset(op, scope)
     if not state:
         raise WeightsError(f"{source}: no convolution weights found")
-    return state, {"format": "tflite", "quantized": quantized}
+    return state, {"format": "tflite", "quantized": quantized, "graph": tfl}
 
 
 def _conv_constants(tfl: Model, i: int, op: Operator) -> tuple[Tensor, Tensor]:
@@ -316,10 +318,11 @@ def _scope_of(tensor_name: str) -> str:
 
 
 def _folded_gate_offset(op: Any, scope: str) -> float:
-    """3.0 where TF's converter folded the squeeze-excite gate's `+3` into the excite conv's bias
-    (a fused RELU6, then MUL 0.16667); the official files keep a separate ADD, as the model does."""
-    excite = scope.endswith("squeeze_excite/Conv_1")
-    return 3.0 if excite and op.options.get("fused_activation_function") == "RELU6" else 0.0
+    """3.0 where TF's converter folded a hard-sigmoid gate's `+3` into the conv's bias (a fused
+    RELU6, then MUL 0.16667): squeeze-excite's excite conv, LR-ASPP's image pooling; the official
+    files keep a separate ADD, as the model does."""
+    gate = scope.endswith("squeeze_excite/Conv_1") or scope == "image_pooling"
+    return 3.0 if gate and op.options.get("fused_activation_function") == "RELU6" else 0.0
 
 
 def existing_weights(weights: str | os.PathLike) -> Path:
