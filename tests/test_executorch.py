@@ -3,6 +3,8 @@ at a fixed batch, the runner's batches and threads, and the CLI (extra `[executo
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -74,7 +76,7 @@ def _undelegated(program: torch.export.ExportedProgram) -> list[str]:
 
 def test_cli_free_batch_and_softmax(tmp_path: Path, tiny: torch.nn.Module) -> None:
     """`export --format pte --dynamic-batch`: any batch (above the planned maximum in slices);
-    --softmax files say they output probabilities; one thread count per process."""
+    --softmax files say they output probabilities."""
     free, soft = tmp_path / "free.pte", tmp_path / "soft.pte"
     weights = save_safetensors(tiny, tmp_path / "tiny.safetensors")
     common = ["export", "--weights", str(weights), "--image-size", "64"]
@@ -89,8 +91,30 @@ def test_cli_free_batch_and_softmax(tmp_path: Path, tiny: torch.nn.Module) -> No
     runner = make_runner("executorch", soft, threads=1)
     assert runner.output == "probabilities"
     np.testing.assert_allclose(runner(x[:1].numpy()), expected[:1].softmax(-1), atol=1e-6)
-    with pytest.raises(ValueError, match="cannot be resized safely"):
-        make_runner("executorch", soft, threads=2)(x[:1].numpy())
+
+
+# runners of 1 and 2 threads in one process, called alternately: every call resizes the pool
+ALTERNATE = ("import sys, numpy as np; from mobilenetv3.runtime.engines import make_runner; "
+             "x = np.load(sys.argv[2]); "
+             "one, two = (make_runner('executorch', sys.argv[1], threads=t) for t in (1, 2)); "
+             "np.save(sys.argv[3], np.stack([r(x) for r in (one, two, one, two)]))")
+
+
+def test_thread_counts_alternate_in_one_process(tmp_path: Path, tiny: torch.nn.Module) -> None:
+    """A method loaded before ExecuTorch's pool was resized ran on the freed pool (it hung,
+    segfaulted or aborted in `execute`: issue 15); the runner loads it again. In a child
+    process, so that a hang or a crash fails this test instead of stopping the run."""
+    path = export_pte(tiny, tmp_path / "tiny.pte", image_size=SIZE).path
+    x = example_input(SIZE, 1, seed=3)
+    np.save(tmp_path / "x.npy", x.numpy())
+    command = [sys.executable, "-c", ALTERNATE, str(path), str(tmp_path / "x.npy"),
+               str(tmp_path / "out.npy")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with torch.no_grad():
+        expected = tiny(x).numpy()
+    for out in np.load(tmp_path / "out.npy"):
+        np.testing.assert_allclose(out, expected, atol=1e-4, rtol=0)
 
 
 def test_lower_warns_naming_what_is_not_delegated() -> None:
