@@ -42,6 +42,7 @@ Latency (timing runners round-robin): `runtime.latency`.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ EXTRA_KINDS = ("executorch", "openvino")
 FILE_FORMAT = {"onnxruntime": "onnx", "litert": "tflite", "executorch": "pte", "openvino": "onnx"}
 
 PTE_SOFTMAX_MARK = "probabilities"  # a .pte ending in a softmax has a constant method so named
+PTE_NOTE = "mobilenetv3"  # a .pte's JSON note (variant, precision, ...): a constant method
 
 ModelOrPath = nn.Module | str | os.PathLike
 
@@ -226,6 +228,23 @@ class ExecuTorchRunner(Runner):
         slices = [x[i : i + self.max_batch] for i in range(0, len(x), self.max_batch)]
         outs = [self.method.execute([torch.from_numpy(s)])[0].numpy() for s in slices]
         return np.concatenate(outs)
+
+
+def read_pte_note(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON note a .pte writer stored in the file ({} where it stored none)."""
+    require_extra("executorch")
+    from executorch.runtime import Runtime
+
+    program = Runtime.get().load_program(Path(path))
+    if PTE_NOTE not in program.method_names:
+        return {}
+    try:
+        note = json.loads(program.load_method(PTE_NOTE).execute([])[0])
+    except (ValueError, TypeError):
+        note = None
+    if not isinstance(note, dict):
+        raise ValueError(f"{path}: its {PTE_NOTE} note is not a JSON object; write it again")
+    return note
 
 
 class OpenVINORunner(Runner):
