@@ -36,24 +36,26 @@ pytestmark = pytest.mark.executorch
 SIZE = (64, 64)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> dict:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # a fixed batch leaves no op undelegated
-        return export_every_variant(tmp_path_factory.mktemp("pte"), ".pte", export_pte)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", VARIANTS)
-def test_every_variant_matches_torch(name: str, exported: dict) -> None:
-    model, path, result = exported[name]
-    assert result.format == "pte" and result.max_abs_diff <= 1e-4
-    x = example_input(export_size(name), 1, seed=5)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    assert expected.std() > 0.1  # random non-trivial weights: a zero output cannot pass
-    out = make_runner("executorch", path, threads=1)(x.numpy())
-    np.testing.assert_allclose(out, expected, atol=1e-4, rtol=0)
+class TestEveryVariant:
+    """A class: xdist's loadscope runs it in a worker of its own, beside the rest of the file."""
+
+    @pytest.fixture(scope="class")
+    def exported(self, tmp_path_factory) -> dict:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # a fixed batch leaves no op undelegated
+            return export_every_variant(tmp_path_factory.mktemp("pte"), ".pte", export_pte)
+
+    @pytest.mark.parametrize("name", VARIANTS)
+    def test_every_variant_matches_torch(self, name: str, exported: dict) -> None:
+        model, path, result = exported[name]
+        assert result.format == "pte" and result.max_abs_diff <= 1e-4
+        x = example_input(export_size(name), 1, seed=5)
+        with torch.no_grad():
+            expected = model(x).numpy()
+        assert expected.std() > 0.1  # random non-trivial weights: a zero output cannot pass
+        out = make_runner("executorch", path, threads=1)(x.numpy())
+        np.testing.assert_allclose(out, expected, atol=1e-4, rtol=0)
 
 
 @pytest.fixture(scope="module")
