@@ -163,10 +163,10 @@ def add_dequantize(parser: argparse.ArgumentParser) -> None:
 
 
 def runs_as_file(args: argparse.Namespace) -> bool:
-    """.onnx and .pt2 files (float or int8) run as the files they are, in their engine; so does
-    an 8-bit .tflite (an int8 model) unless --dequantize asks for its float weights."""
+    """.onnx, .pt2 and .pte files (float or int8) run as the files they are, in their engine; so
+    does an 8-bit .tflite (an int8 model) unless --dequantize asks for its float weights."""
     suffix = Path(args.weights).suffix.lower() if args.weights else ""
-    if suffix in (".onnx", ".pt2"):
+    if suffix in (".onnx", ".pt2", ".pte"):
         return True
     return suffix == ".tflite" and not args.dequantize and _quantized(args.weights)
 

@@ -16,10 +16,15 @@ the delegate are named by `undelegated_ops`, and the exporter warns with them.
 
 A free batch is bounded: ExecuTorch plans memory for the largest batch (`MAX_BATCH`); the
 runner splits larger batches.
+
+A .pte has no metadata of its own, so what the file is rides in constant methods, readable
+without running the model: `PTE_SOFTMAX_MARK` where it ends in a softmax, and `PTE_NOTE` (a
+JSON string: variant, precision, preprocessing) where a writer gives a note (int8 files).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Callable
@@ -32,7 +37,7 @@ from torch import nn
 from mobilenetv3.atomic import atomic_output
 from mobilenetv3.core.deploy import KeepdimPool, deploy_graph
 from mobilenetv3.export.check import ExportResult, engine_difference, example_input
-from mobilenetv3.runtime.engines import PTE_SOFTMAX_MARK, require_extra
+from mobilenetv3.runtime.engines import PTE_NOTE, PTE_SOFTMAX_MARK, require_extra
 
 MAX_BATCH = 32
 # what the lowered graph calls besides the delegate: plumbing, not computation
@@ -55,16 +60,19 @@ def trace(module: nn.Module, image_size: tuple[int, int],
         return torch.export.export(module, (x,), dynamic_shapes=dynamic)
 
 
-def lower(program: torch.export.ExportedProgram, softmax: bool = False) -> Any:
+def lower(program: torch.export.ExportedProgram, softmax: bool = False,
+          note: dict[str, Any] | None = None) -> Any:  # fmt: skip
     """XNNPACK-delegated ExecuTorch program (an `ExecutorchProgramManager`), marked as ending
-    in a softmax where it does; warns naming every op left to ExecuTorch's portable kernels."""
+    in a softmax where it does and carrying `note`; warns naming every op left to ExecuTorch's
+    portable kernels."""
     require_extra("executorch")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    mark = {PTE_SOFTMAX_MARK: 1} if softmax else None
+    marks = {PTE_SOFTMAX_MARK: 1} if softmax else {}
+    marks |= {PTE_NOTE: json.dumps(note)} if note else {}
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
-                                       constant_methods=mark)  # fmt: skip
+                                       constant_methods=marks or None)  # fmt: skip
     left = undelegated_ops(edge.exported_program().graph_module)
     if left:
         warnings.warn(f"ExecuTorch: not delegated to XNNPACK, run in portable kernels: "
@@ -80,10 +88,11 @@ def undelegated_ops(graph_module: torch.fx.GraphModule) -> list[str]:
 
 
 def write_pte(program: torch.export.ExportedProgram, path: str | os.PathLike,
-              verify: Callable[[Path], float] | None = None, softmax: bool = False) -> Any:
+              verify: Callable[[Path], float] | None = None, softmax: bool = False,
+              note: dict[str, Any] | None = None) -> Any:  # fmt: skip
     """Lower `program` and write it atomically; `verify` runs on the written file before it
     takes the name (an exception leaves nothing behind) and its result is returned."""
-    buffer = lower(program, softmax).buffer
+    buffer = lower(program, softmax, note).buffer
     with atomic_output(path) as tmp:
         tmp.write_bytes(buffer)
         return verify(tmp) if verify else None

@@ -1,4 +1,4 @@
-"""Recognising and running int8 files (.onnx QDQ, .pt2 PT2E, .tflite int8/uint8).
+"""Recognising and running int8 files (.onnx QDQ, .pt2 PT2E, .tflite int8/uint8, .pte XNNPACK).
 
 An int8 file is not a set of float weights: `create_model` refuses .onnx / .pt2 files, and
 `evaluate --weights <int8 file>` comes here instead. Every file this package writes carries a
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mobilenetv3.runtime.engines import Runner, make_runner
+from mobilenetv3.runtime.engines import Runner, make_runner, read_pte_note
 from mobilenetv3.runtime.program_file import ProgramFileError, load_program, read_program_archive
 
 METADATA_KEY = "mobilenetv3"  # ONNX metadata_props key; pt2 extra file name
@@ -73,18 +73,24 @@ def _pt2_quantized(path: Path) -> bool:
     return any("quantize" in str(node.target) for node in load_program(path).graph.nodes)
 
 
+def _pte_quantized(path: Path) -> bool:
+    return read_metadata(path).get("precision") == "int8"  # XNNPACK's int8 is opaque bytes
+
+
 def is_quantized_file(path: str | os.PathLike) -> bool:
-    """True for an 8-bit .onnx (Q/DQ or QLinear nodes), .tflite (8-bit tensors) or .pt2."""
+    """True for an 8-bit .onnx (Q/DQ or QLinear nodes), .tflite (8-bit tensors) or .pt2, or a
+    .pte whose note says int8."""
     path = Path(path)
-    check = {".onnx": _onnx_quantized, ".tflite": _tflite_quantized, ".pt2": _pt2_quantized}
+    check = {".onnx": _onnx_quantized, ".tflite": _tflite_quantized, ".pt2": _pt2_quantized,
+             ".pte": _pte_quantized}  # fmt: skip
     suffix = path.suffix.lower()
     return suffix in check and path.is_file() and check[suffix](path)
 
 
 def runs_only_in_engine(path: str | os.PathLike) -> bool:
-    """An int8 .onnx / .pt2: no float weights to read, so `evaluate` runs the file itself.
+    """An int8 .onnx / .pt2 / .pte: no float weights to read, so `evaluate` runs the file itself.
     (An 8-bit .tflite runs as int8 too, in LiteRT or `load_int8`: `runtime.auto`.)"""
-    return Path(path).suffix.lower() in (".onnx", ".pt2") and is_quantized_file(path)
+    return Path(path).suffix.lower() in (".onnx", ".pt2", ".pte") and is_quantized_file(path)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -101,6 +107,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             return dict(json.loads(note))
         except (ValueError, TypeError) as e:
             raise ProgramFileError(f"{path}: its {METADATA_KEY} note is not a JSON object") from e
+    if path.suffix.lower() == ".pte":
+        return read_pte_note(path)
     return {}
 
 
@@ -127,7 +135,7 @@ def int8_runner(
     path = Path(path)
     engines = ENGINE_OF.get(path.suffix.lower())
     if engines is None:
-        raise Int8FileError(f"{path}: not an int8 file (.onnx, .pt2 or .tflite)")
+        raise Int8FileError(f"{path}: not an int8 file (.onnx, .pt2, .tflite or .pte)")
     engine = engine or engines[0]
     if engine not in engines:
         raise Int8FileError(f"{path.name} runs in {' or '.join(engines)}, not {engine}: "

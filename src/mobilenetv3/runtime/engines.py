@@ -20,8 +20,8 @@ repeat it.
   file's scale/zero point (`quantize_input`: halves to even, as LiteRT's default QUANTIZE)
   and the output dequantized. Input is transposed to NHWC inside.
 - `executorch` (extra `[executorch]`): an ExecuTorch program (.pte, XNNPACK delegate) in
-  ExecuTorch's runtime; its XNNPACK thread pool is process-wide and is sized once per process
-  (resizing it after a run crashed: `ExecuTorchRunner.activate`). Batches above the file's
+  ExecuTorch's runtime, on its process-wide thread pool sized to `threads` (a method loaded
+  before a resize is loaded again: `ExecuTorchRunner.activate`). Batches above the file's
   planned maximum run in slices.
 - `openvino` (extra `[openvino]`): OpenVINO on the CPU, reading our ONNX export, reshaped to
   each batch size it is called with (compiled once per size), `threads` inference threads
@@ -48,6 +48,7 @@ Latency (timing runners round-robin): `runtime.latency`.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,7 @@ EXTRA_KINDS = ("executorch", "openvino")
 FILE_FORMAT = {"onnxruntime": "onnx", "litert": "tflite", "executorch": "pte", "openvino": "onnx"}
 
 PTE_SOFTMAX_MARK = "probabilities"  # a .pte ending in a softmax has a constant method so named
+PTE_NOTE = "mobilenetv3"  # a .pte's JSON note (variant, precision, ...): a constant method
 
 ModelOrPath = nn.Module | str | os.PathLike
 
@@ -222,36 +224,39 @@ class LiteRTRunner(Runner):
 
 
 class ExecuTorchRunner(Runner):
+    """A .pte in ExecuTorch's runtime. Its XNNPACK delegate binds a method to the process's
+    thread pool when the method is loaded (`xnn_create_runtime_v4(..., get_pthreadpool())` in
+    ExecuTorch's XNNCompiler.cpp), and `_unsafe_reset_threadpool` destroys that pool: a method
+    loaded before a resize then runs on freed memory (it hung, segfaulted or aborted in
+    `execute`; issue 15). So the pool is sized before a method is loaded, and a method loaded
+    under an older pool is loaded again (a few ms) before it runs."""
+
     kind = "executorch"
+    pool_generation = 0  # process-wide: counts the resizes of ExecuTorch's thread pool
 
     def __init__(self, path: Path, threads: int) -> None:
-        from executorch.runtime import Runtime
-
         super().__init__(threads)
-        # kept: the method reads the program's memory
-        self.program = Runtime.get().load_program(path)
-        self.method = self.program.load_method("forward")
+        self.path = path
+        self.loaded_in = -1  # the pool generation the method was loaded under
+        self.activate()
         self.max_batch = self.method.metadata.input_tensor_meta(0).sizes()[0]
         # export --softmax marks the file with a constant method of that name
         self.output = "probabilities" if PTE_SOFTMAX_MARK in self.program.method_names else "logits"
 
-    ran_with: int | None = None  # the process's pool size once any program has run
-
     def activate(self) -> None:
-        """Size ExecuTorch's process-wide XNNPACK thread pool. Only before the first run:
-        resizing it after a program ran crashed the process (segfault, SIGFPE or abort in
-        `execute`: benchmarks/latency.py with threads 1 and 2; fine with one count), so one
-        process runs one thread count."""
+        """Size the process's pool to this runner's threads, then load the program again if
+        the pool was created after it was loaded (a program caches its loaded methods)."""
         from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
 
-        ran = ExecuTorchRunner.ran_with
-        if ran is not None and ran != self.threads:
-            raise ValueError(f"ExecuTorch already ran with {ran} thread(s) in this process; "
-                             f"its thread pool cannot be resized safely: run {self.threads} "
-                             "thread(s) in another process")  # fmt: skip
         if portable_lib._threadpool_get_thread_count() != self.threads:
             portable_lib._unsafe_reset_threadpool(self.threads)
-        ExecuTorchRunner.ran_with = self.threads
+            ExecuTorchRunner.pool_generation += 1
+        if self.loaded_in != ExecuTorchRunner.pool_generation:
+            # kept: the method reads the program's memory
+            self.program = Runtime.get().load_program(self.path)
+            self.method = self.program.load_method("forward")
+            self.loaded_in = ExecuTorchRunner.pool_generation
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         self.activate()
@@ -259,6 +264,23 @@ class ExecuTorchRunner(Runner):
         slices = [x[i : i + self.max_batch] for i in range(0, len(x), self.max_batch)]
         outs = [self.method.execute([torch.from_numpy(s)])[0].numpy() for s in slices]
         return np.concatenate(outs)
+
+
+def read_pte_note(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON note a .pte writer stored in the file ({} where it stored none)."""
+    require_extra("executorch")
+    from executorch.runtime import Runtime
+
+    program = Runtime.get().load_program(Path(path))
+    if PTE_NOTE not in program.method_names:
+        return {}
+    try:
+        note = json.loads(program.load_method(PTE_NOTE).execute([])[0])
+    except (ValueError, TypeError):
+        note = None
+    if not isinstance(note, dict):
+        raise ValueError(f"{path}: its {PTE_NOTE} note is not a JSON object; write it again")
+    return note
 
 
 class OpenVINORunner(Runner):
