@@ -8,9 +8,9 @@ per model and setting, the winning engine, its lead over the runner-up, and how 
 the compute limit (MACs x 2 / (threads x 64 FLOP/cycle x clock): fp32 FMA on two AVX-512
 units); a torch.profiler note on eager; JSON, a latency-vs-top-1 PNG (published top-1,
 labelled so) and a PNG of every engine relative to the fastest with the compute limit
-(`engines_chart`; machine and date in both titles) in benchmarks/results/. ExecuTorch sizes its
-thread pool once per process, so with several thread counts it is measured in a child process
-per count (`rows_apart`), not round-robin with the others.
+(`engines_chart`; machine and date in both titles) in benchmarks/results/. Every engine,
+ExecuTorch included (its runner sizes XNNPACK's pool before loading a method), is measured
+round-robin in this one process.
 
 Run: `.venv/bin/python benchmarks/latency.py [--quick]` (full ~10 min on 2 cores, quick ~2).
 torch.compile compiles once per model (~15-60 s on 2 cores), so the full run compiles only
@@ -26,7 +26,6 @@ import functools
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -61,7 +60,6 @@ FULL_MODELS = [f"v2_{m}{'_finegrain' if m != '1.0' else ''}" for m in MULTIPLIER
 QUICK_MODELS = ["v2_1.0", "v3_large_1.0", "v3_small_1.0"]
 ENGINES = KINDS + tuple(e for e in EXTRA_KINDS if installed(e))
 FLOP_PER_CYCLE = 64  # fp32 per core: 2 AVX-512 FMA units x 16 lanes x 2 FLOP
-ONE_THREAD_COUNT = ("executorch",)  # engines measured one thread count per process: rows_apart
 
 
 def run_latency(models: list[str], engines: list[str], threads: list[int], *, warmup: int,
@@ -299,24 +297,6 @@ def engines_chart(rows: list[dict], clock: float, path: Path, note: str = "") ->
     return save_figure(fig, path)
 
 
-def rows_apart(engine: str, args: argparse.Namespace) -> dict[str, list[dict]]:
-    """Rows of an engine that runs one thread count per process (ExecuTorch: its thread pool
-    cannot be resized after a run), measured in a child process per count, so not round-robin
-    with the other engines."""
-    out: dict[str, list[dict]] = {"latency_batch1": [], "throughput_batch32": []}
-    same = (["--quick"] if args.quick else []) + (["--models", *args.models] if args.models else [])
-    for n in args.threads:
-        print(f"  measuring {engine} with {n} thread(s) in a child process", flush=True)
-        with tempfile.TemporaryDirectory(prefix="mobilenetv3-bench-") as tmp:
-            child = Path(tmp) / "rows.json"
-            subprocess.run([sys.executable, __file__, *same, "--engines", engine, "--threads",
-                            str(n), "--rows-only", "--output", str(child)], check=True)  # fmt: skip
-            run = json.loads(child.read_text())
-        for key, rows in run.items():
-            out[key] += [r for r in rows if r["engine"] == engine]
-    return out
-
-
 def engines_png(output: Path) -> Path:
     return output.with_name(f"{output.stem}_engines.png")
 
@@ -340,7 +320,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS / "latency.json")
     parser.add_argument("--chart-only", action="store_true",
                         help="redraw the PNG from an existing --output JSON, measure nothing")
-    parser.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)  # rows_apart
     args = parser.parse_args(argv)
     if args.chart_only:
         saved = json.loads(args.output.read_text())
@@ -350,8 +329,6 @@ def main(argv: list[str] | None = None) -> int:
                             saved["clock_hz"], engines_png(args.output), caption(saved)))
         return 0
 
-    apart = [e for e in args.engines if e in ONE_THREAD_COUNT and len(args.threads) > 1]
-    args.engines = [e for e in args.engines if e not in apart]
     models = args.models or (QUICK_MODELS if args.quick else FULL_MODELS)
     warmup, iters = (3, 15) if args.quick else (5, 30)
     compile_models = set(models) if args.compile_all else (
@@ -364,12 +341,6 @@ def main(argv: list[str] | None = None) -> int:
                        compile_models=compile_models)  # fmt: skip
     throughput = run_throughput(args.models or QUICK_MODELS, args.engines, args.threads,
                                 iters=3 if args.quick else 6, compile_models=compile_models)
-    if args.rows_only:
-        write_json(args.output, {"latency_batch1": rows, "throughput_batch32": throughput})
-        return 0
-    for engine in apart:
-        more = rows_apart(engine, args)
-        rows, throughput = rows + more["latency_batch1"], throughput + more["throughput_batch32"]
     print("\nBatch 1, 224x224 (x fastest = median over the fastest engine of that model/threads)")
     print(format_table(rows))
     print(f"\nBatch 32 throughput, {args.threads} thread(s)")
