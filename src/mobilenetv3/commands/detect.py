@@ -34,15 +34,14 @@ def detect(model, path: Path, min_score: float) -> list[dict]:
     import numpy as np
     import torch
 
-    from mobilenetv3.data.preprocess import load_image
+    from mobilenetv3.data.preprocess import load_image, to_model_range
     from mobilenetv3.data.resize import tf_resize_bilinear_hwc
 
     image = load_image(path)
     size = model.spec.input_size
     resized = tf_resize_bilinear_hwc(np.asarray(image), (size, size), half_pixel=False)
-    x = torch.from_numpy(resized).permute(2, 0, 1)[None] * (2.0 / 255.0) - 1.0
     with torch.inference_mode():
-        out = model(x)
+        out = model(to_model_range(resized)[None])
     scale = torch.tensor([image.height, image.width] * 2, dtype=torch.float32)
     found = []
     for i in range(int(out["num_detections"][0])):

@@ -24,12 +24,11 @@ def segment(model, path: Path):  # -> (PIL image, [H, W] uint8 class ids)
     import numpy as np
     import torch
 
-    from mobilenetv3.data.preprocess import load_image
+    from mobilenetv3.data.preprocess import load_image, to_model_range
 
     image = load_image(path)
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)
     with torch.inference_mode():
-        logits = model(pixels[None] * (2.0 / 255.0) - 1.0)
+        logits = model(to_model_range(np.asarray(image))[None])
     return image, logits[0].argmax(0).to(torch.uint8).numpy()
 
 

@@ -172,6 +172,13 @@ TIMM_IMAGENET = Preprocess(
 mean/std."""
 
 
+def to_model_range(pixels: np.ndarray) -> torch.Tensor:
+    """HWC pixels in [0, 255] -> CHW float32 in [-1, 1], TF's (2 / 255) x - 1: the input of the
+    detection and segmentation heads (TF Object Detection's and DeepLab's preprocessing)."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)
+    return x * np.float32(2 / 255) - 1
+
+
 def _to_float(arr: np.ndarray) -> np.ndarray:
     """HWC uint8 -> HWC float32 in [0, 1] exactly as TF's `convert_image_dtype` does it:
     multiply by float32(1 / 255), which differs from division by 255 in the last bit."""

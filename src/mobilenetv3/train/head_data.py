@@ -30,16 +30,11 @@ from mobilenetv3.data.cityscapes import IGNORE, read_train_ids
 from mobilenetv3.data.coco import CocoSet
 from mobilenetv3.data.datasets import DatasetError, sample_rng
 from mobilenetv3.data.images import load_image
+from mobilenetv3.data.preprocess import to_model_range
 from mobilenetv3.data.resize import tf_resize_bilinear_hwc
 from mobilenetv3.train.synthetic import MAX_BOXES
 
 SCALE_STEP = 0.25  # DeepLab's scale_factor_step_size
-
-
-def to_model_range(pixels: np.ndarray) -> torch.Tensor:
-    """HWC pixels in [0, 255] -> CHW float32 in [-1, 1], TF's (2 / 255) x - 1."""
-    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)
-    return x * np.float32(2 / 255) - 1
 
 
 def coco_boxes(coco: CocoSet) -> dict[int, np.ndarray]:

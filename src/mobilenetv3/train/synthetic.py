@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mobilenetv3.data.datasets import DatasetError
+from mobilenetv3.data.preprocess import to_model_range
 
 PREFIX = "synthetic:"
 SHAPES = ("rectangle", "ellipse")  # class ids 1, 2 (0: background / padding)
@@ -72,7 +73,7 @@ class SyntheticShapes(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, object, int]:
         rng = np.random.default_rng([self.seed, self.split, index])
         image, mask, found = draw(rng, self.size)
-        x = torch.from_numpy(image).permute(2, 0, 1).float() * np.float32(2 / 255) - 1
+        x = to_model_range(image)
         if self.task == "segmentation":
             return x, torch.from_numpy(mask).long(), index
         boxes, classes = torch.zeros(MAX_BOXES, 4), torch.zeros(MAX_BOXES, dtype=torch.long)
