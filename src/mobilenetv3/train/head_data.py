@@ -32,7 +32,7 @@ from mobilenetv3.data.datasets import DatasetError, sample_rng
 from mobilenetv3.data.images import load_image
 from mobilenetv3.data.preprocess import to_model_range
 from mobilenetv3.data.resize import tf_resize_bilinear_hwc
-from mobilenetv3.train.synthetic import MAX_BOXES
+from mobilenetv3.train.synthetic import MAX_BOXES, padded_boxes
 
 SCALE_STEP = 0.25  # DeepLab's scale_factor_step_size
 
@@ -76,11 +76,7 @@ class CocoDetection(Dataset):
         if self.flip and sample_rng(self.seed, self.epoch, index).random() < 0.5:
             x = x.flip(-1)
             found[:, [2, 4]] = 1 - found[:, [4, 2]]
-        boxes, classes = torch.zeros(MAX_BOXES, 4), torch.zeros(MAX_BOXES, dtype=torch.long)
-        boxes[: len(found)] = torch.from_numpy(found[:, 1:])
-        classes[: len(found)] = torch.from_numpy(found[:, 0]).long()
-        target = {"boxes": boxes, "classes": classes, "image_id": image_id,
-                  "size": torch.tensor(image.shape[:2])}  # fmt: skip
+        target = padded_boxes(found) | {"image_id": image_id, "size": torch.tensor(image.shape[:2])}
         return x, target, index
 
 

@@ -76,7 +76,13 @@ class SyntheticShapes(Dataset):
         x = to_model_range(image)
         if self.task == "segmentation":
             return x, torch.from_numpy(mask).long(), index
-        boxes, classes = torch.zeros(MAX_BOXES, 4), torch.zeros(MAX_BOXES, dtype=torch.long)
-        boxes[: len(found)] = torch.from_numpy(found[:, 1:])
-        classes[: len(found)] = torch.from_numpy(found[:, 0]).long()
-        return x, {"boxes": boxes, "classes": classes}, index
+        return x, padded_boxes(found), index
+
+
+def padded_boxes(found: np.ndarray) -> dict[str, torch.Tensor]:
+    """[K, 5] rows (class, ymin, xmin, ymax, xmax) -> {"boxes" [MAX_BOXES, 4], "classes"
+    [MAX_BOXES]}, zero-padded (class 0: no box), so items of any box count batch together."""
+    boxes, classes = torch.zeros(MAX_BOXES, 4), torch.zeros(MAX_BOXES, dtype=torch.long)
+    boxes[: len(found)] = torch.from_numpy(found[:, 1:])
+    classes[: len(found)] = torch.from_numpy(found[:, 0]).long()
+    return {"boxes": boxes, "classes": classes}
