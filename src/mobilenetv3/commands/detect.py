@@ -36,22 +36,17 @@ def detect(model, path: Path, min_score: float) -> list[dict]:
 
     from mobilenetv3.data.preprocess import load_image, to_model_range
     from mobilenetv3.data.resize import tf_resize_bilinear_hwc
+    from mobilenetv3.heads.boxes import detections_in_pixels
 
     image = load_image(path)
     size = model.spec.input_size
     resized = tf_resize_bilinear_hwc(np.asarray(image), (size, size), half_pixel=False)
     with torch.inference_mode():
         out = model(to_model_range(resized)[None])
-    scale = torch.tensor([image.height, image.width] * 2, dtype=torch.float32)
-    found = []
-    for i in range(int(out["num_detections"][0])):
-        score = float(out["detection_scores"][0, i])
-        if score < min_score:
-            break
-        ymin, xmin, ymax, xmax = (out["detection_boxes"][0, i] * scale).tolist()
-        found.append({"class": int(out["detection_classes"][0, i]), "score": round(score, 5),
-                      "box": [round(v, 2) for v in (xmin, ymin, xmax, ymax)]})  # fmt: skip
-    return found
+    return [{"class": d["class"], "score": round(d["score"], 5),
+             "box": [round(v, 2) for v in d["box"]]}
+            for d in detections_in_pixels(out, 0, image.height, image.width)
+            if d["score"] >= min_score]  # fmt: skip
 
 
 def draw(path: Path, found: list[dict], folder: Path) -> Path:

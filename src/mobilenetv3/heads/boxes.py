@@ -61,6 +61,20 @@ def pairwise_iou(boxes: torch.Tensor, others: torch.Tensor | None = None) -> tor
     return torch.where(inter > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
+def detections_in_pixels(out: dict[str, torch.Tensor], index: int, height: int,
+                         width: int) -> list[dict]:  # fmt: skip
+    """Image `index`'s detections in `SSDLite.forward`'s output, best first: 1-based "class",
+    "score" and "box" (xmin, ymin, xmax, ymax) in the pixels of a height x width image."""
+    scale = torch.tensor([height, width] * 2, dtype=torch.float32)
+    found = []
+    for j in range(int(out["num_detections"][index])):
+        ymin, xmin, ymax, xmax = (out["detection_boxes"][index, j] * scale).tolist()
+        found.append({"class": int(out["detection_classes"][index, j]),
+                      "score": float(out["detection_scores"][index, j]),
+                      "box": [xmin, ymin, xmax, ymax]})  # fmt: skip
+    return found
+
+
 def multiclass_nms(boxes: torch.Tensor, scores: torch.Tensor, *, score_threshold: float,
                    iou_threshold: float, max_per_class: int, max_total: int
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mobilenetv3.data.coco import CocoSet
+from mobilenetv3.heads.boxes import detections_in_pixels
 from mobilenetv3.runtime.evaluate_tasks import coco_metrics, coco_result, confusion, iou_summary
 from mobilenetv3.train.distributed import DistInfo, all_reduce_sum, gather_objects
 
@@ -39,15 +40,9 @@ class CocoMAP:
         out = {k: v.cpu() for k, v in self.postprocess(raw).items()}
         for i, image_id in enumerate(target["image_id"].tolist()):
             height, width = target["size"][i].tolist()
-            scale = torch.tensor([height, width] * 2, dtype=torch.float32)
-            for j in range(int(out["num_detections"][i])):
-                category = int(out["detection_classes"][i, j])
-                if category not in self.coco.names:  # a class the file has no category of
-                    continue
-                ymin, xmin, ymax, xmax = (out["detection_boxes"][i, j] * scale).tolist()
-                found = {"class": category, "score": float(out["detection_scores"][i, j]),
-                         "box": [xmin, ymin, xmax, ymax]}  # fmt: skip
-                self.found.append(coco_result(image_id, found))
+            for found in detections_in_pixels(out, i, height, width):
+                if found["class"] in self.coco.names:  # else a class the file has no category of
+                    self.found.append(coco_result(image_id, found))
             self.image_ids.append(image_id)
 
     def result(self, info: DistInfo) -> dict[str, Any]:
